@@ -1,0 +1,136 @@
+//! From image bytes to a `Verdict`: intake, the model stage, and assembly.
+//! Shared by the CLI and the worker.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::artifacts::parse_artifacts;
+use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Tasks};
+use crate::image_intake::{decode_image, DecodedImage, ImageError};
+use crate::settings::{AnalysisSettings, ImageSettings};
+use crate::verdict::{Label, Timings, TypeScores, Verdict};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl AnalyzeError {
+    /// Stable machine-readable kind for outputs and dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnalyzeError::Image(e) => e.kind(),
+            AnalyzeError::Engine(e) => e.kind(),
+        }
+    }
+}
+
+/// Decodes on a blocking thread (image decoding is CPU work) and times it.
+pub async fn decode_off_thread(
+    bytes: Vec<u8>,
+    limits: ImageSettings,
+) -> (Result<DecodedImage, ImageError>, f64) {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || decode_image(&bytes, &limits))
+        .await
+        .unwrap_or_else(|e| Err(ImageError::Corrupt(format!("decoder panicked: {e}"))));
+    (result, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Screens one image and assembles its verdict.
+pub async fn analyze_bytes<B: Backend>(
+    backend: &B,
+    request_id: Uuid,
+    bytes: Vec<u8>,
+    tasks: Tasks,
+    image_limits: &ImageSettings,
+    analysis: &AnalysisSettings,
+) -> Result<Verdict, AnalyzeError> {
+    let started = Instant::now();
+    let (image, decode_ms) = decode_off_thread(bytes, image_limits.clone()).await;
+    let image = image?;
+    let result = backend.analyze(AnalysisRequest { image, tasks }).await?;
+    let mut verdict = assemble_verdict(request_id, result, analysis.threshold);
+    verdict.timings_ms.decode_image = decode_ms;
+    verdict.timings_ms.total = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(verdict)
+}
+
+/// Turns the engine's scores into a verdict. A request that did not screen
+/// (a follow-up) has no scores; it is reported as real with p_fake 0 only in
+/// the fields that require a value, so callers screen when they need a label.
+pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdict {
+    let p_fake = a.p_fake.unwrap_or(0.0);
+    let label = Label::from_score(p_fake, threshold);
+    let type_scores = a.type_scores.unwrap_or(TypeScores::from_array([0.25; 4]));
+    let artifacts = a
+        .explanation
+        .as_deref()
+        .map(parse_artifacts)
+        .unwrap_or_default();
+    Verdict {
+        request_id,
+        label,
+        p_fake,
+        forgery_type: (label == Label::Fake).then(|| type_scores.best()),
+        type_scores,
+        artifacts,
+        explanation: a.explanation,
+        answers: a.answers,
+        model: a.model,
+        timings_ms: Timings {
+            decode_image: 0.0,
+            encode_image: a.timings.encode_image,
+            prefill: a.timings.prefill,
+            generate: a.timings.generate,
+            total: a.timings.total,
+        },
+        created_at: Utc::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineTimings;
+    use crate::verdict::{ForgeryType, ModelIdentity};
+
+    fn analysis(p_fake: f32, explanation: Option<&str>) -> Analysis {
+        Analysis {
+            p_fake: Some(p_fake),
+            type_scores: Some(TypeScores::from_array([0.1, 0.6, 0.2, 0.1])),
+            explanation: explanation.map(str::to_string),
+            answers: vec![],
+            detection_logits: None,
+            generated_tokens: 0,
+            model: ModelIdentity {
+                base_sha256: "b".into(),
+                mmproj_sha256: "m".into(),
+                adapter: None,
+            },
+            timings: EngineTimings::default(),
+        }
+    }
+
+    #[test]
+    fn fake_verdict_names_the_best_type_and_regions() {
+        let v = assemble_verdict(Uuid::nil(), analysis(0.9, Some("1. **Eye**: blurred")), 0.5);
+        assert_eq!(v.label, Label::Fake);
+        assert_eq!(v.forgery_type, Some(ForgeryType::FaceReenactment));
+        assert_eq!(v.artifacts[0].region, "Eye");
+        assert_eq!(v.explanation.as_deref(), Some("1. **Eye**: blurred"));
+    }
+
+    #[test]
+    fn real_verdict_has_no_type() {
+        let v = assemble_verdict(Uuid::nil(), analysis(0.2, None), 0.5);
+        assert_eq!(v.label, Label::Real);
+        assert_eq!(v.forgery_type, None);
+        assert!(v.artifacts.is_empty());
+    }
+}

@@ -1,0 +1,229 @@
+//! `dfa bench`: engine throughput on the bench-size model, all figures from
+//! one run so their ratios are comparable on a noisy machine. Results go to
+//! stdout and into docs/BENCHMARKS.md between this benchmark's markers.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use futures::stream::{self, StreamExt};
+
+use super::setup::load_settings;
+use crate::engine::{AnalysisRequest, Backend, Engine, EngineConfig, Explain, Tasks};
+use crate::image_intake::{decode_image, DecodedImage};
+use crate::tinymodel::{generate, GeneratedModel, ModelShape};
+
+mod bare;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Images per measurement.
+    #[arg(long, default_value_t = 16)]
+    images: usize,
+    /// Tokens of the always-generated description in the full-generation run.
+    #[arg(long, default_value_t = 64)]
+    explain_tokens: u32,
+    /// Where the bench-size model lives (generated if missing).
+    #[arg(long, default_value = "models/bench")]
+    model_dir: PathBuf,
+    /// Markdown file to update.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    report: PathBuf,
+}
+
+struct Row {
+    what: String,
+    images_per_s: f64,
+    note: String,
+}
+
+pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let (settings, prompts) = load_settings(config_dir)?;
+    let model = GeneratedModel::in_dir(&args.model_dir);
+    if !model.exists() {
+        eprintln!(
+            "bench: generating the bench-size model in {}",
+            args.model_dir.display()
+        );
+        generate(
+            &args.model_dir,
+            &ModelShape::bench(),
+            &prompts.all_texts(),
+            crate::model_files::TINY_SEED,
+        )?;
+    }
+    let images = bench_images(args.images, &settings.image)?;
+    let mut config = EngineConfig::from_settings(
+        &settings,
+        model.gguf.clone(),
+        model.mmproj.clone(),
+        None,
+        prompts,
+    );
+    config.max_in_flight = 16;
+    config.n_seq_max = 16 * crate::settings::SEQS_PER_REQUEST;
+    config.n_ctx = 16384;
+    config.max_explain_tokens = args.explain_tokens;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+
+    // The bare loop runs first, alone in the process, on its own model copy.
+    eprintln!("bench: bare llama.cpp loop, {} images", images.len());
+    let bare_config = config.clone();
+    let bare_images = images.clone();
+    let bare = tokio::task::spawn_blocking(move || bare::run(&bare_config, &bare_images))
+        .await
+        .context("bare loop thread")??;
+
+    let engine = Engine::start(config).await.context("starting the engine")?;
+    let info = engine.info().clone();
+    let screening = Tasks {
+        explain: Explain::Never,
+        ..Tasks::screening(1.0)
+    };
+    // Warm-up: first-touch page faults and graph allocation out of the timings.
+    measure(&engine, &images[..1], &screening, 1).await?;
+
+    let mut rows = Vec::new();
+    let mut by_conc = Vec::new();
+    for conc in [1usize, 4, 8, 16] {
+        eprintln!("bench: screening, {conc} in flight");
+        let (rate, _) = measure(&engine, &images, &screening, conc).await?;
+        by_conc.push((conc, rate));
+        rows.push(Row {
+            what: format!("screening, {conc} in flight"),
+            images_per_s: rate,
+            note: format!("{:.2}x one at a time", rate / by_conc[0].1),
+        });
+    }
+    let full = Tasks {
+        explain: Explain::Always,
+        ..Tasks::screening(1.0)
+    };
+    eprintln!("bench: full generation, 8 in flight");
+    let (full_rate, tokens) = measure(&engine, &images, &full, 8).await?;
+    let screen8 = by_conc
+        .iter()
+        .find(|(c, _)| *c == 8)
+        .map(|x| x.1)
+        .unwrap_or(f64::NAN);
+    rows.push(Row {
+        what: format!(
+            "full generation ({} tokens on average), 8 in flight",
+            tokens / images.len()
+        ),
+        images_per_s: full_rate,
+        note: format!("screening is {:.2}x faster", screen8 / full_rate),
+    });
+    rows.push(Row {
+        what: "bare llama.cpp loop, one at a time".into(),
+        images_per_s: bare,
+        note: format!(
+            "engine overhead at 1 in flight: {:+.1} %",
+            (bare / by_conc[0].1 - 1.0) * 100.0
+        ),
+    });
+    let rss = peak_rss_mib();
+
+    let mut table = String::new();
+    table.push_str("| measurement | images/s | |\n|---|---:|---|\n");
+    for r in &rows {
+        table.push_str(&format!(
+            "| {} | {:.2} | {} |\n",
+            r.what, r.images_per_s, r.note
+        ));
+    }
+    table.push_str(&format!(
+        "\nPeak RSS of the process (engine and bare loop, both models loaded): {rss:.0} MiB.\n"
+    ));
+    let header = format!(
+        "Bench-size model: hidden 1024, 8 layers, 32 000-token vocabulary, F16; {} image tokens per image; \
+         {} images of 256x256 per measurement; CPU, {threads} threads; chat template {}.\n\n",
+        info.image_tokens,
+        images.len(),
+        info.chat_template
+    );
+    let body = format!("{header}{table}");
+    println!("{body}");
+    update_report(&args.report, &body)?;
+    eprintln!("bench: wrote {}", args.report.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Analyses all images with `concurrency` requests in flight; returns
+/// (images/s, tokens generated).
+async fn measure(
+    engine: &Engine,
+    images: &[DecodedImage],
+    tasks: &Tasks,
+    concurrency: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let started = Instant::now();
+    let results = stream::iter(images.iter().cloned())
+        .map(|image| {
+            let tasks = tasks.clone();
+            async move { engine.analyze(AnalysisRequest { image, tasks }).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut tokens = 0;
+    for r in results {
+        tokens += r?.generated_tokens;
+    }
+    Ok((images.len() as f64 / elapsed, tokens))
+}
+
+fn bench_images(
+    n: usize,
+    limits: &crate::settings::ImageSettings,
+) -> anyhow::Result<Vec<DecodedImage>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u32 {
+        let img = image::RgbImage::from_fn(256, 256, |x, y| {
+            image::Rgb([
+                (x ^ (i * 40)) as u8,
+                (y + i * 13) as u8,
+                ((x * y) >> 6) as u8 ^ i as u8,
+            ])
+        });
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png)?;
+        out.push(decode_image(png.get_ref(), limits)?);
+    }
+    Ok(out)
+}
+
+/// Peak resident set size (VmHWM) of this process.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+const START: &str = "<!-- dfa bench: engine (start) -->";
+const END: &str = "<!-- dfa bench: engine (end) -->";
+
+fn update_report(path: &Path, body: &str) -> anyhow::Result<()> {
+    let section = format!(
+        "{START}\n## Engine (`dfa bench`)\n\nCommand: `scripts/bench` (`cargo run --locked -- bench`; dependencies are built at opt-level 3). Measured {}.\n\n{body}{END}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
+    let new = match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &old[..a], &old[b + END.len()..]),
+        _ => format!("{}\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}

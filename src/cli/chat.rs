@@ -1,0 +1,113 @@
+//! `dfa chat IMAGE`: the verdict, then a reviewer's follow-up questions, each
+//! answered with the conversation so far.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use uuid::Uuid;
+
+use super::setup::start_engine;
+use super::AdapterChoice;
+use crate::analyze::{analyze_bytes, decode_off_thread};
+use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
+use crate::prompts::Turn;
+use crate::verdict::{Label, Verdict};
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    adapter: AdapterChoice,
+    image: PathBuf,
+}
+
+pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let loaded = start_engine(config_dir, &args.adapter).await?;
+    let (settings, engine) = (&loaded.settings, &loaded.engine);
+    let bytes = tokio::fs::read(&args.image)
+        .await
+        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let tasks = Tasks {
+        explain: Explain::Always,
+        ..Tasks::screening(settings.analysis.explain_threshold)
+    };
+    let verdict = analyze_bytes(
+        engine,
+        Uuid::new_v4(),
+        bytes.clone(),
+        tasks,
+        &settings.image,
+        &settings.analysis,
+    )
+    .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(summary(&verdict).as_bytes()).await?;
+
+    let prompts = crate::prompts::Prompts::load(&settings.model.prompts)?;
+    let mut history = vec![Turn {
+        question: prompts.detection.question.clone(),
+        answer: if verdict.label == Label::Fake {
+            "Yes."
+        } else {
+            "No."
+        }
+        .into(),
+    }];
+    if let Some(explanation) = &verdict.explanation {
+        history.push(Turn {
+            question: prompts.artifacts.question.clone(),
+            answer: explanation.clone(),
+        });
+    }
+    let (image, _) = decode_off_thread(bytes, settings.image.clone()).await;
+    let image = image?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        out.write_all(b"\nyou> ").await?;
+        out.flush().await?;
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        let question = line.trim();
+        if question.is_empty() {
+            continue;
+        }
+        if matches!(question, "/quit" | "/exit") {
+            break;
+        }
+        let request = AnalysisRequest {
+            image: image.clone(),
+            tasks: Tasks::follow_up(history.clone(), question.to_string()),
+        };
+        let analysis = engine.analyze(request).await?;
+        let answer = analysis
+            .answers
+            .first()
+            .map(|a| a.answer.clone())
+            .unwrap_or_default();
+        out.write_all(format!("dfa> {answer}\n").as_bytes()).await?;
+        history.push(Turn {
+            question: question.to_string(),
+            answer,
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(v: &Verdict) -> String {
+    let mut s = format!(
+        "verdict: {:?}  p_fake={:.3}  type={}\n",
+        v.label,
+        v.p_fake,
+        v.forgery_type
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    if let Some(e) = &v.explanation {
+        s.push_str(&format!("artifacts:\n{e}\n"));
+    }
+    s.push_str("Ask follow-up questions (empty line skips, /quit or Ctrl-D ends).\n");
+    s
+}

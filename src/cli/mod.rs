@@ -1,0 +1,87 @@
+//! The `dfa` command line: thin wrappers over the library.
+
+mod analyze;
+mod bench;
+mod chat;
+mod models;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dfa",
+    version,
+    about = "Interactive deepfake analysis (DFA-GPT on llama.cpp)"
+)]
+struct Cli {
+    /// Directory holding default.toml and $DFA_ENV.toml.
+    #[arg(long, global = true, default_value = "config")]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse images: one JSON line per image on stdout.
+    Analyze(analyze::AnalyzeArgs),
+    /// Ask follow-up questions about one image in the terminal.
+    Chat(chat::ChatArgs),
+    /// Generate random-weight models for tests and benchmarks.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Measure engine throughput; writes docs/BENCHMARKS.md.
+    Bench(bench::BenchArgs),
+}
+
+/// `--adapter FILE | --no-adapter`; neither: the setting `model.adapter`.
+#[derive(Args, Debug, Clone)]
+#[group(multiple = false)]
+pub struct AdapterChoice {
+    /// LoRA adapter (GGUF) to apply instead of the configured one.
+    #[arg(long, value_name = "FILE")]
+    adapter: Option<PathBuf>,
+    /// Serve the base model without any adapter.
+    #[arg(long)]
+    no_adapter: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DFA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dfa: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Analyze(args) => analyze::run(&cli.config_dir, args).await,
+            Command::Chat(args) => chat::run(&cli.config_dir, args).await,
+            Command::Models(cmd) => models::run(&cli.config_dir, cmd),
+            Command::Bench(args) => bench::run(&cli.config_dir, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dfa: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

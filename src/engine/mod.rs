@@ -1,0 +1,291 @@
+//! The analysis engine: one dedicated thread owns every piece of llama.cpp
+//! state (model, mtmd context, KV cache, adapters); async callers talk to it
+//! through a bounded queue. Requests in flight together share `llama_decode`
+//! calls (continuous batching over sequence ids of one unified KV cache).
+
+mod identity;
+mod render;
+mod scheduler;
+mod thread;
+
+pub(crate) use thread::backend;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::image_intake::DecodedImage;
+use crate::prompts::{Prompts, Turn};
+use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind, Settings};
+use crate::verdict::{Answer, ModelIdentity, TypeScores};
+
+pub use identity::sha256_file;
+
+/// A LoRA adapter to apply, with the id verdicts will name it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSpec {
+    pub id: String,
+    pub path: PathBuf,
+    pub scale: f32,
+}
+
+/// Everything the engine thread needs to load and run a model.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub gguf: PathBuf,
+    pub mmproj: PathBuf,
+    pub adapter: Option<AdapterSpec>,
+    pub chat_template: ChatTemplateChoice,
+    pub prompts: Prompts,
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_seq_max: u32,
+    pub max_in_flight: u32,
+    pub queue_capacity: usize,
+    pub n_gpu_layers: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub max_explain_tokens: u32,
+    pub max_answer_tokens: u32,
+    pub kv_cache_type: KvCacheKind,
+    pub flash_attention: FlashAttention,
+}
+
+impl EngineConfig {
+    /// The engine part of `settings`, for the given model files.
+    pub fn from_settings(
+        settings: &Settings,
+        gguf: PathBuf,
+        mmproj: PathBuf,
+        adapter: Option<AdapterSpec>,
+        prompts: Prompts,
+    ) -> EngineConfig {
+        let e = &settings.engine;
+        EngineConfig {
+            gguf,
+            mmproj,
+            adapter,
+            chat_template: settings.model.chat_template,
+            prompts,
+            n_ctx: e.n_ctx,
+            n_batch: e.n_batch,
+            n_seq_max: e.n_seq_max,
+            max_in_flight: e.max_in_flight,
+            queue_capacity: e.queue_capacity,
+            n_gpu_layers: e.n_gpu_layers,
+            threads: e.threads,
+            threads_batch: e.threads_batch,
+            max_explain_tokens: settings.analysis.max_explain_tokens,
+            max_answer_tokens: settings.analysis.max_answer_tokens,
+            kv_cache_type: e.kv_cache_type,
+            flash_attention: e.flash_attention,
+        }
+    }
+}
+
+/// When to generate the artifact description.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Explain {
+    Never,
+    /// Screening mode: only when `p_fake` reaches the threshold.
+    IfFake {
+        threshold: f32,
+    },
+    Always,
+}
+
+/// What to compute for one image.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    /// Detection and classification, scored from logits.
+    pub screen: bool,
+    pub explain: Explain,
+    /// Earlier turns of a conversation about this image.
+    pub history: Vec<Turn>,
+    /// Questions answered in order, each seeing the answers before it.
+    pub questions: Vec<String>,
+    /// Return the full logits after the detection question (diagnostics, tests).
+    pub keep_detection_logits: bool,
+}
+
+impl Tasks {
+    pub fn screening(explain_threshold: f32) -> Tasks {
+        Tasks {
+            screen: true,
+            explain: Explain::IfFake {
+                threshold: explain_threshold,
+            },
+            history: Vec::new(),
+            questions: Vec::new(),
+            keep_detection_logits: false,
+        }
+    }
+
+    /// A follow-up question in a conversation, without re-scoring.
+    pub fn follow_up(history: Vec<Turn>, question: String) -> Tasks {
+        Tasks {
+            screen: false,
+            explain: Explain::Never,
+            history,
+            questions: vec![question],
+            keep_detection_logits: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalysisRequest {
+    pub image: DecodedImage,
+    pub tasks: Tasks,
+}
+
+/// Milliseconds spent in each engine stage for one request. A batched decode
+/// counts fully for every request it served (it is the latency they saw).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineTimings {
+    /// Vision tower plus decoding the image tokens into the KV cache.
+    pub encode_image: f64,
+    pub prefill: f64,
+    pub generate: f64,
+    /// From submission to reply, queueing included.
+    pub total: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub p_fake: Option<f32>,
+    pub type_scores: Option<TypeScores>,
+    pub explanation: Option<String>,
+    pub answers: Vec<Answer>,
+    pub detection_logits: Option<Vec<f32>>,
+    /// Tokens generated for the explanation and answers.
+    pub generated_tokens: usize,
+    pub model: ModelIdentity,
+    pub timings: EngineTimings,
+}
+
+/// What the engine learned about its model at load time.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub model: ModelIdentity,
+    pub image_tokens: usize,
+    pub n_vocab: usize,
+    pub chat_template: &'static str,
+    /// Requests the engine analyses concurrently.
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot load model: {0}")]
+    Load(String),
+    #[error("invalid setting `{key}`: {reason}")]
+    Config { key: &'static str, reason: String },
+    #[error("prompt error: {0}")]
+    Prompt(String),
+    #[error("the model cannot process this image: {0}")]
+    Image(String),
+    #[error("request needs {needed} KV cells, the context has {available} (raise engine.n_ctx)")]
+    TooLong { needed: usize, available: usize },
+    #[error("llama.cpp failed: {0}")]
+    Inference(String),
+    #[error("cannot apply adapter: {0}")]
+    Adapter(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+impl EngineError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Load(_) => "model_load",
+            EngineError::Config { .. } => "config",
+            EngineError::Prompt(_) => "prompt",
+            EngineError::Image(_) => "image_encode",
+            EngineError::TooLong { .. } => "too_long",
+            EngineError::Inference(_) => "inference",
+            EngineError::Adapter(_) => "adapter",
+            EngineError::Stopped => "stopped",
+        }
+    }
+}
+
+pub(crate) enum Command {
+    Analyze {
+        request: AnalysisRequest,
+        submitted: Instant,
+        reply: oneshot::Sender<Result<Analysis, EngineError>>,
+    },
+    /// Applied once the requests in flight finish; later requests wait.
+    SetAdapter {
+        adapter: Option<AdapterSpec>,
+        reply: oneshot::Sender<Result<ModelIdentity, EngineError>>,
+    },
+}
+
+/// The model stage behind the CLI and the worker: anything that turns a
+/// request into an analysis (the engine, or a benchmark stand-in).
+pub trait Backend: Send + Sync {
+    fn analyze(
+        &self,
+        request: AnalysisRequest,
+    ) -> impl std::future::Future<Output = Result<Analysis, EngineError>> + Send;
+}
+
+/// Handle to the engine thread; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Command>,
+    info: Arc<EngineInfo>,
+}
+
+impl Engine {
+    /// Loads the model on a new thread and returns once it is ready.
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("dfa-engine".into())
+            .spawn(move || thread::run(config, rx, ready_tx))
+            .map_err(|e| EngineError::Load(format!("cannot spawn the engine thread: {e}")))?;
+        let info = ready_rx.await.map_err(|_| EngineError::Stopped)??;
+        Ok(Engine {
+            tx,
+            info: Arc::new(info),
+        })
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// Replaces the active adapter (or removes it) once in-flight work is done.
+    pub async fn set_adapter(
+        &self,
+        adapter: Option<AdapterSpec>,
+    ) -> Result<ModelIdentity, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetAdapter { adapter, reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+impl Backend for Engine {
+    async fn analyze(&self, request: AnalysisRequest) -> Result<Analysis, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Analyze {
+                request,
+                submitted: Instant::now(),
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+}

@@ -1,0 +1,301 @@
+//! Prompt templates are data (`config/prompts.toml`); this module loads them
+//! and renders conversations in the Vicuna v1 format LLaVA-1.5 was trained with.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The prompts compiled into the binary.
+pub const DEFAULT_PROMPTS: &str = include_str!("../config/prompts.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prompts {
+    pub chat: VicunaFormat,
+    pub detection: DetectionPrompt,
+    pub classification: ClassificationPrompt,
+    pub artifacts: ArtifactsPrompt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VicunaFormat {
+    pub system: String,
+    pub system_suffix: String,
+    pub user_prefix: String,
+    pub user_suffix: String,
+    pub assistant_prefix: String,
+    pub assistant_suffix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionPrompt {
+    pub question: String,
+    pub yes: String,
+    pub no: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationPrompt {
+    pub question: String,
+    pub answers: ClassAnswers,
+}
+
+/// Answer texts in the order of `ForgeryType::ALL`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassAnswers {
+    pub face_swap: String,
+    pub face_reenactment: String,
+    pub face_editing: String,
+    pub entire_face_synthesis: String,
+}
+
+impl ClassAnswers {
+    pub fn as_array(&self) -> [&str; 4] {
+        [
+            &self.face_swap,
+            &self.face_reenactment,
+            &self.face_editing,
+            &self.entire_face_synthesis,
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsPrompt {
+    pub question: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("cannot read prompts file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid prompts file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid prompts file {path}: `{field}` must not be empty")]
+    Empty { path: String, field: &'static str },
+}
+
+impl Prompts {
+    pub fn embedded() -> Prompts {
+        Self::parse(DEFAULT_PROMPTS, "<embedded>").expect("embedded prompts are valid")
+    }
+
+    /// The prompts file named by the settings, or the embedded one when empty.
+    pub fn load(path: &str) -> Result<Prompts, PromptError> {
+        if path.is_empty() {
+            return Ok(Self::embedded());
+        }
+        let text =
+            std::fs::read_to_string(Path::new(path)).map_err(|source| PromptError::Read {
+                path: path.into(),
+                source,
+            })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Prompts, PromptError> {
+        let prompts: Prompts = toml::from_str(text).map_err(|source| PromptError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        let required = [
+            ("detection.question", &prompts.detection.question),
+            ("detection.yes", &prompts.detection.yes),
+            ("detection.no", &prompts.detection.no),
+            ("classification.question", &prompts.classification.question),
+            ("artifacts.question", &prompts.artifacts.question),
+        ];
+        for (field, value) in required {
+            if value.trim().is_empty() {
+                return Err(PromptError::Empty {
+                    path: path.into(),
+                    field,
+                });
+            }
+        }
+        if prompts
+            .classification
+            .answers
+            .as_array()
+            .iter()
+            .any(|a| a.trim().is_empty())
+        {
+            return Err(PromptError::Empty {
+                path: path.into(),
+                field: "classification.answers",
+            });
+        }
+        Ok(prompts)
+    }
+
+    /// Every text the model is shown or asked to say, for building vocabularies.
+    pub fn all_texts(&self) -> Vec<&str> {
+        let c = &self.chat;
+        let mut texts = vec![
+            c.system.as_str(),
+            &c.user_prefix,
+            &c.assistant_prefix,
+            &self.detection.question,
+            &self.detection.yes,
+            &self.detection.no,
+            &self.classification.question,
+            &self.artifacts.question,
+        ];
+        texts.extend(self.classification.answers.as_array());
+        texts
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// A question already answered about the same image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub question: String,
+    pub answer: String,
+}
+
+/// The messages for asking `question` about an image after `history`; the
+/// image marker leads the first user message, as in LLaVA's training data.
+pub fn conversation(system: &str, marker: &str, history: &[Turn], question: &str) -> Vec<Message> {
+    let mut messages = vec![Message {
+        role: Role::System,
+        content: system.to_string(),
+    }];
+    let mut first = true;
+    let mut user = |text: &str| {
+        let content = if first {
+            format!("{marker}\n{text}")
+        } else {
+            text.to_string()
+        };
+        first = false;
+        Message {
+            role: Role::User,
+            content,
+        }
+    };
+    for turn in history {
+        messages.push(user(&turn.question));
+        messages.push(Message {
+            role: Role::Assistant,
+            content: turn.answer.clone(),
+        });
+    }
+    messages.push(user(question));
+    messages
+}
+
+impl VicunaFormat {
+    /// Renders the messages and opens the assistant's answer.
+    pub fn render(&self, messages: &[Message]) -> String {
+        let mut out = String::new();
+        for m in messages {
+            match m.role {
+                Role::System => {
+                    out.push_str(&m.content);
+                    out.push_str(&self.system_suffix);
+                }
+                Role::User => {
+                    out.push_str(&self.user_prefix);
+                    out.push_str(&m.content);
+                    out.push_str(&self.user_suffix);
+                }
+                Role::Assistant => {
+                    out.push_str(&self.assistant_prefix);
+                    out.push(' ');
+                    out.push_str(&m.content);
+                    out.push_str(&self.assistant_suffix);
+                }
+            }
+        }
+        out.push_str(&self.assistant_prefix);
+        out
+    }
+}
+
+/// Splits a rendered prompt at the image marker: the text before it is the
+/// prefix every task on the image shares; the text after is the task's own.
+pub fn split_at_marker<'a>(rendered: &'a str, marker: &str) -> Option<(&'a str, &'a str)> {
+    let at = rendered.find(marker)?;
+    Some((&rendered[..at], &rendered[at + marker.len()..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_prompts_parse() {
+        let p = Prompts::embedded();
+        assert_eq!(p.detection.question, "Has this face been forged?");
+        assert_eq!(p.classification.answers.as_array().len(), 4);
+    }
+
+    #[test]
+    fn renders_llava_v1_conversation() {
+        let p = Prompts::embedded();
+        let history = [Turn {
+            question: "Has this face been forged?".into(),
+            answer: "Yes.".into(),
+        }];
+        let msgs = conversation("SYS", "<img>", &history, "Why?");
+        let text = p.chat.render(&msgs);
+        assert_eq!(
+            text,
+            "SYS USER: <img>\nHas this face been forged? ASSISTANT: Yes.</s>USER: Why? ASSISTANT:"
+        );
+    }
+
+    #[test]
+    fn every_task_shares_the_prefix_before_the_image() {
+        let p = Prompts::embedded();
+        let a = p.chat.render(&conversation("S", "<m>", &[], "q1"));
+        let b = p
+            .chat
+            .render(&conversation("S", "<m>", &[], "another question"));
+        let (pa, qa) = split_at_marker(&a, "<m>").unwrap();
+        let (pb, _) = split_at_marker(&b, "<m>").unwrap();
+        assert_eq!(pa, pb);
+        assert_eq!(qa, "\nq1 ASSISTANT:");
+    }
+
+    #[test]
+    fn empty_question_is_rejected_by_name() {
+        let text = DEFAULT_PROMPTS.replace("Has this face been forged?", " ");
+        let err = Prompts::parse(&text, "p.toml").unwrap_err();
+        assert!(err.to_string().contains("detection.question"), "{err}");
+    }
+}

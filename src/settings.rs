@@ -1,0 +1,318 @@
+//! One typed settings tree: embedded `config/default.toml`, then the files
+//! `config/default.toml` and `config/$DFA_ENV.toml` when present, then
+//! `DFA__SECTION__KEY` environment variables. Validated once at start-up.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The defaults compiled into the binary, so `dfa` runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Sequence ids one request can hold at once (prefix, detection, classification
+/// and its 4 answers, explanation, conversation; see `engine::plan`).
+pub const SEQS_PER_REQUEST: u32 = 8;
+/// llama.cpp's compile-time limit on sequence ids (`LLAMA_MAX_SEQ`).
+pub const LLAMA_MAX_SEQ: u32 = 256;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub model: ModelSettings,
+    pub engine: EngineSettings,
+    pub analysis: AnalysisSettings,
+    pub image: ImageSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub gguf: String,
+    pub mmproj: String,
+    pub tiny_dir: PathBuf,
+    pub adapter: String,
+    pub adapter_scale: f32,
+    pub chat_template: ChatTemplateChoice,
+    pub prompts: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatTemplateChoice {
+    Auto,
+    VicunaV1,
+    Gguf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_seq_max: u32,
+    pub max_in_flight: u32,
+    pub queue_capacity: usize,
+    pub n_gpu_layers: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub kv_cache_type: KvCacheKind,
+    pub flash_attention: FlashAttention,
+}
+
+/// Storage type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheKind {
+    F32,
+    F16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttention {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSettings {
+    pub threshold: f32,
+    pub explain_threshold: f32,
+    pub max_explain_tokens: u32,
+    pub max_answer_tokens: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    pub max_bytes: u64,
+    pub max_pixels: u64,
+    pub min_side: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Loads from the embedded defaults, `config/` under `config_dir` and the environment.
+    pub fn load(config_dir: &Path) -> Result<Settings, SettingsError> {
+        let env_name = std::env::var("DFA_ENV").ok();
+        Self::load_from(config_dir, env_name.as_deref(), true)
+    }
+
+    /// Loads without files on disk or environment: the embedded defaults only.
+    pub fn embedded() -> Result<Settings, SettingsError> {
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn load_from(
+        config_dir: &Path,
+        env_name: Option<&str>,
+        with_env_vars: bool,
+    ) -> Result<Settings, SettingsError> {
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false));
+        if let Some(name) = env_name {
+            builder = builder.add_source(File::from(config_dir.join(format!("{name}.toml"))));
+        }
+        if with_env_vars {
+            builder = builder.add_source(
+                Environment::with_prefix("DFA")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what can be checked before the model is loaded; the engine checks
+    /// the rest (context size against image tokens) once it knows the model.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let a = &self.analysis;
+        unit_interval("analysis.threshold", a.threshold)?;
+        unit_interval("analysis.explain_threshold", a.explain_threshold)?;
+        if a.max_explain_tokens == 0 {
+            return Err(invalid("analysis.max_explain_tokens", "must be at least 1"));
+        }
+        if a.max_answer_tokens == 0 {
+            return Err(invalid("analysis.max_answer_tokens", "must be at least 1"));
+        }
+
+        let e = &self.engine;
+        if e.n_batch < 32 {
+            return Err(invalid(
+                "engine.n_batch",
+                format!("must be at least 32, got {}", e.n_batch),
+            ));
+        }
+        if e.n_ctx < e.n_batch {
+            return Err(invalid(
+                "engine.n_ctx",
+                format!(
+                    "must be at least engine.n_batch ({}), got {}",
+                    e.n_batch, e.n_ctx
+                ),
+            ));
+        }
+        if e.n_seq_max < SEQS_PER_REQUEST || e.n_seq_max > LLAMA_MAX_SEQ {
+            return Err(invalid(
+                "engine.n_seq_max",
+                format!(
+                    "must be within {SEQS_PER_REQUEST}..={LLAMA_MAX_SEQ} (one request needs up to {SEQS_PER_REQUEST}), got {}",
+                    e.n_seq_max
+                ),
+            ));
+        }
+        if e.max_in_flight == 0 {
+            return Err(invalid("engine.max_in_flight", "must be at least 1"));
+        }
+        if e.queue_capacity == 0 {
+            return Err(invalid("engine.queue_capacity", "must be at least 1"));
+        }
+
+        let m = &self.model;
+        if !(m.adapter_scale.is_finite() && (0.0..=4.0).contains(&m.adapter_scale)) {
+            return Err(invalid(
+                "model.adapter_scale",
+                format!("must be within 0..=4, got {}", m.adapter_scale),
+            ));
+        }
+        if m.gguf.is_empty() != m.mmproj.is_empty() {
+            let key = if m.gguf.is_empty() {
+                "model.gguf"
+            } else {
+                "model.mmproj"
+            };
+            return Err(invalid(
+                key,
+                "model.gguf and model.mmproj must be set together (or both left empty for the tiny model)",
+            ));
+        }
+        for (key, path) in [
+            ("model.gguf", &m.gguf),
+            ("model.mmproj", &m.mmproj),
+            ("model.adapter", &m.adapter),
+            ("model.prompts", &m.prompts),
+        ] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                return Err(invalid(key, format!("file not found: {path}")));
+            }
+        }
+
+        let i = &self.image;
+        if i.max_bytes == 0 {
+            return Err(invalid("image.max_bytes", "must be at least 1"));
+        }
+        if i.min_side == 0 {
+            return Err(invalid("image.min_side", "must be at least 1"));
+        }
+        if i.max_pixels < u64::from(i.min_side) * u64::from(i.min_side) {
+            return Err(invalid(
+                "image.max_pixels",
+                "must allow at least an image of image.min_side x image.min_side",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn unit_interval(key: &'static str, value: f32) -> Result<(), SettingsError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be within 0..=1, got {value}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(overrides: &str) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("test.toml"), overrides).unwrap();
+        Settings::load_from(dir.path(), Some("test"), false)
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::embedded().unwrap();
+        assert_eq!(s.analysis.threshold, 0.5);
+        assert_eq!(s.engine.n_seq_max, 64);
+        assert_eq!(s.model.chat_template, ChatTemplateChoice::Auto);
+    }
+
+    #[test]
+    fn environment_file_overrides_defaults() {
+        let s = with("[engine]\nn_ctx = 16384\n").unwrap();
+        assert_eq!(s.engine.n_ctx, 16384);
+        assert_eq!(s.engine.n_batch, 512);
+    }
+
+    fn rejected_key(overrides: &str) -> String {
+        match with(overrides) {
+            Err(SettingsError::Invalid { key, .. }) => key.to_string(),
+            other => panic!("expected an invalid setting for {overrides:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn impossible_settings_name_their_key() {
+        let cases = [
+            ("[analysis]\nthreshold = 1.5\n", "analysis.threshold"),
+            ("[analysis]\nexplain_threshold = -0.1\n", "analysis.explain_threshold"),
+            ("[analysis]\nmax_explain_tokens = 0\n", "analysis.max_explain_tokens"),
+            ("[engine]\nn_ctx = 64\n", "engine.n_ctx"),
+            ("[engine]\nn_batch = 4\n", "engine.n_batch"),
+            ("[engine]\nn_seq_max = 4\n", "engine.n_seq_max"),
+            ("[engine]\nn_seq_max = 1000\n", "engine.n_seq_max"),
+            ("[engine]\nmax_in_flight = 0\n", "engine.max_in_flight"),
+            ("[model]\nadapter = \"/nonexistent/adapter.gguf\"\n", "model.adapter"),
+            ("[model]\nadapter_scale = -1.0\n", "model.adapter_scale"),
+            ("[model]\ngguf = \"/nonexistent/model.gguf\"\nmmproj = \"/nonexistent/mmproj.gguf\"\n", "model.gguf"),
+            ("[model]\ngguf = \"/nonexistent/model.gguf\"\n", "model.mmproj"),
+            ("[image]\nmin_side = 0\n", "image.min_side"),
+        ];
+        for (toml, key) in cases {
+            assert_eq!(rejected_key(toml), key, "for {toml:?}");
+        }
+    }
+
+    #[test]
+    fn error_message_names_the_setting() {
+        let err = with("[analysis]\nthreshold = 2.0\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("analysis.threshold"), "{msg}");
+        assert!(msg.contains("0..=1"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = with("[engine]\nn_ctxx = 5\n").unwrap_err();
+        assert!(err.to_string().contains("n_ctxx"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared by the integration tests: the generated tiny model and test images.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use dfa::engine::{AdapterSpec, Engine, EngineConfig};
+use dfa::image_intake::{decode_image, DecodedImage};
+use dfa::model_files::ensure_tiny_model;
+use dfa::prompts::Prompts;
+use dfa::settings::Settings;
+use dfa::tinymodel::GeneratedModel;
+use image::{ImageFormat, RgbImage};
+
+/// The tiny model, generated once per test binary into the target's tmp dir.
+pub fn tiny() -> &'static GeneratedModel {
+    static TINY: OnceLock<GeneratedModel> = OnceLock::new();
+    TINY.get_or_init(|| {
+        let dir = tiny_dir();
+        ensure_tiny_model(&dir, &Prompts::embedded()).expect("generate the tiny model")
+    })
+}
+
+pub fn tiny_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-model")
+}
+
+pub fn settings() -> Settings {
+    Settings::embedded().expect("embedded settings")
+}
+
+pub fn engine_config(adapter: Option<AdapterSpec>) -> EngineConfig {
+    let model = tiny();
+    let mut config = EngineConfig::from_settings(
+        &settings(),
+        model.gguf.clone(),
+        model.mmproj.clone(),
+        adapter,
+        Prompts::embedded(),
+    );
+    config.n_ctx = 4096;
+    config.threads = 2;
+    config.threads_batch = 2;
+    config.max_explain_tokens = 24;
+    config.max_answer_tokens = 16;
+    if std::env::var_os("KV32").is_some() {
+        config.kv_cache_type = dfa::settings::KvCacheKind::F32;
+    }
+    if std::env::var_os("FAOFF").is_some() {
+        config.flash_attention = dfa::settings::FlashAttention::Off;
+    }
+    config
+}
+
+pub async fn engine(adapter: Option<AdapterSpec>) -> Engine {
+    Engine::start(engine_config(adapter))
+        .await
+        .expect("engine starts")
+}
+
+pub fn adapter(index: usize, scale: f32) -> AdapterSpec {
+    AdapterSpec {
+        id: format!("tiny-{index}"),
+        path: tiny().adapters[index].clone(),
+        scale,
+    }
+}
+
+/// A deterministic, distinct picture per seed: coloured blobs on a gradient.
+pub fn picture(seed: u32, w: u32, h: u32) -> RgbImage {
+    let cx = (seed * 37 % w.max(1)) as f32;
+    let cy = (seed * 91 % h.max(1)) as f32;
+    RgbImage::from_fn(w, h, |x, y| {
+        let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+        let r = (x * 255 / w.max(1)) as u8 ^ (seed as u8).wrapping_mul(29);
+        let g = if d < (w as f32) / 4.0 {
+            230
+        } else {
+            (y * 255 / h.max(1)) as u8
+        };
+        let b = ((seed * 53) as u8).wrapping_add((x + y) as u8);
+        image::Rgb([r, g, b])
+    })
+}
+
+pub fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+pub fn decoded(seed: u32) -> DecodedImage {
+    let bytes = encode(&picture(seed, 64, 64), ImageFormat::Png);
+    decode_image(&bytes, &settings().image).expect("decode")
+}
