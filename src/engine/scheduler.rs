@@ -193,24 +193,25 @@ impl<'a, 'm> Scheduler<'a, 'm> {
         }
     }
 
-    /// Starts a prepared job when sequence ids and KV cells allow; gives it
-    /// back otherwise.
-    pub fn try_start(&mut self, mut job: Job) -> Result<(), Job> {
-        if self.kv_used + job.kv_cells > self.shared.n_ctx {
-            return Err(job);
-        }
+    /// Whether a prepared job fits now (sequence ids and KV cells).
+    pub fn can_start(&self, job: &Job) -> bool {
+        !self.free_blocks.is_empty() && self.kv_used + job.kv_cells <= self.shared.n_ctx
+    }
+
+    /// Starts a prepared job; call only after `can_start` said yes.
+    pub fn start(&mut self, mut job: Job) {
         let Some(block) = self.free_blocks.pop() else {
-            return Err(job);
+            job.error = Some(EngineError::Inference("no free sequence ids".into()));
+            self.jobs.push(job);
+            return;
         };
         let base = (block * SEQS_PER_REQUEST as usize) as i32;
-        job.free_seqs = (base..base + SEQS_PER_REQUEST as i32).rev().collect();
+        job.free_seqs = (base + 1..base + SEQS_PER_REQUEST as i32).rev().collect();
         job.root = base;
-        job.free_seqs.retain(|&s| s != base);
         job.branches[0].seq = base;
         job.block = block;
         self.kv_used += job.kv_cells;
         self.jobs.push(job);
-        Ok(())
     }
 
     fn prepare_inner(

@@ -110,6 +110,7 @@ impl Adapters {
 }
 
 type Ready = oneshot::Sender<Result<EngineInfo, EngineError>>;
+type SwapRequest = (Option<AdapterSpec>, oneshot::Sender<Result<ModelIdentity, EngineError>>);
 
 pub(crate) fn run(config: EngineConfig, mut rx: mpsc::Receiver<Command>, ready: Ready) {
     let mut ready = Some(ready);
@@ -183,10 +184,7 @@ fn serve(
     check_context_fits(config, &model, &shared, image_tokens)?;
 
     let mut waiting: VecDeque<Job> = VecDeque::new();
-    let mut pending_swap: Option<(
-        Option<AdapterSpec>,
-        oneshot::Sender<Result<ModelIdentity, EngineError>>,
-    )> = None;
+    let mut pending_swap: Option<SwapRequest> = None;
     loop {
         let mut ctx = model
             .new_context(backend, context_params(config, threads, threads_batch))
@@ -252,10 +250,9 @@ fn serve(
                     Command::SetAdapter { adapter, reply } => pending_swap = Some((adapter, reply)),
                 }
             }
-            while let Some(job) = waiting.pop_front() {
-                if let Err(job) = sched.try_start(job) {
-                    waiting.push_front(job);
-                    break;
+            while waiting.front().is_some_and(|job| sched.can_start(job)) {
+                if let Some(job) = waiting.pop_front() {
+                    sched.start(job);
                 }
             }
             if sched.is_idle() && waiting.is_empty() {
