@@ -10,5 +10,7 @@ pub mod model_files;
 pub mod prompts;
 pub mod scoring;
 pub mod settings;
+pub mod store;
 pub mod tinymodel;
 pub mod verdict;
+pub mod worker;

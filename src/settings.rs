@@ -23,6 +23,53 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub analysis: AnalysisSettings,
     pub image: ImageSettings,
+    pub kafka: KafkaSettings,
+    pub database: DatabaseSettings,
+    pub worker: WorkerSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    pub requests_topic: String,
+    pub results_topic: String,
+    pub dlq_topic: String,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// Extra librdkafka settings, applied to consumer and producer.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub max_in_flight: usize,
+    pub allow_local_paths: bool,
+    pub fetch_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub write_batch_max: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// W3C traceparent propagation through Kafka headers.
+    pub propagate_trace_context: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +270,8 @@ impl Settings {
             }
         }
 
+        self.validate_worker()?;
+
         let i = &self.image;
         if i.max_bytes == 0 {
             return Err(invalid("image.max_bytes", "must be at least 1"));
@@ -235,6 +284,59 @@ impl Settings {
                 "image.max_pixels",
                 "must allow at least an image of image.min_side x image.min_side",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_worker(&self) -> Result<(), SettingsError> {
+        let k = &self.kafka;
+        for (key, value) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.requests_topic", &k.requests_topic),
+            ("kafka.results_topic", &k.results_topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if k.results_topic == k.requests_topic || k.dlq_topic == k.requests_topic {
+            return Err(invalid(
+                "kafka.results_topic",
+                "results and dead-letter topics must differ from the requests topic",
+            ));
+        }
+        if k.max_poll_interval_ms < k.session_timeout_ms {
+            return Err(invalid(
+                "kafka.max_poll_interval_ms",
+                "must be at least kafka.session_timeout_ms",
+            ));
+        }
+        let d = &self.database;
+        if !(d.url.starts_with("postgres://") || d.url.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must be a postgres:// URL"));
+        }
+        if d.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let w = &self.worker;
+        if w.max_in_flight == 0 {
+            return Err(invalid("worker.max_in_flight", "must be at least 1"));
+        }
+        if w.write_batch_max == 0 {
+            return Err(invalid("worker.write_batch_max", "must be at least 1"));
+        }
+        if w.retry_initial_ms == 0 || w.retry_max_ms < w.retry_initial_ms {
+            return Err(invalid(
+                "worker.retry_max_ms",
+                "need 0 < worker.retry_initial_ms <= worker.retry_max_ms",
+            ));
+        }
+        if w.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("worker.metrics_addr", "must be HOST:PORT"));
         }
         Ok(())
     }
@@ -296,6 +398,10 @@ mod tests {
             ("[model]\ngguf = \"/nonexistent/model.gguf\"\nmmproj = \"/nonexistent/mmproj.gguf\"\n", "model.gguf"),
             ("[model]\ngguf = \"/nonexistent/model.gguf\"\n", "model.mmproj"),
             ("[image]\nmin_side = 0\n", "image.min_side"),
+            ("[kafka]\nresults_topic = \"dfa.requests\"\n", "kafka.results_topic"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            ("[worker]\nmax_in_flight = 0\n", "worker.max_in_flight"),
+            ("[worker]\nmetrics_addr = \"nowhere\"\n", "worker.metrics_addr"),
         ];
         for (toml, key) in cases {
             assert_eq!(rejected_key(toml), key, "for {toml:?}");

@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod models;
 mod setup;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,10 @@ enum Command {
     Models(models::ModelsCommand),
     /// Measure engine throughput; writes docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Consume analysis requests from Kafka; store and publish verdicts.
+    Worker(worker::WorkerArgs),
+    /// Apply the database migrations.
+    Migrate,
 }
 
 /// `--adapter FILE | --no-adapter`; neither: the setting `model.adapter`.
@@ -75,6 +80,8 @@ pub fn main() -> ExitCode {
             Command::Chat(args) => chat::run(&cli.config_dir, args).await,
             Command::Models(cmd) => models::run(&cli.config_dir, cmd),
             Command::Bench(args) => bench::run(&cli.config_dir, args).await,
+            Command::Worker(args) => worker::run(&cli.config_dir, args).await,
+            Command::Migrate => worker::migrate(&cli.config_dir).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 //! calls (continuous batching over sequence ids of one unified KV cache).
 
 mod identity;
+pub mod instant;
 mod render;
 mod scheduler;
 mod thread;

@@ -110,7 +110,10 @@ impl Adapters {
 }
 
 type Ready = oneshot::Sender<Result<EngineInfo, EngineError>>;
-type SwapRequest = (Option<AdapterSpec>, oneshot::Sender<Result<ModelIdentity, EngineError>>);
+type SwapRequest = (
+    Option<AdapterSpec>,
+    oneshot::Sender<Result<ModelIdentity, EngineError>>,
+);
 
 pub(crate) fn run(config: EngineConfig, mut rx: mpsc::Receiver<Command>, ready: Ready) {
     let mut ready = Some(ready);

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the generated tiny model and test images.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,0 +1,28 @@
+//! A stand-in backend for benchmarks only (`dfa worker --bench-instant-engine`):
+//! answers at once with a constant verdict, so a benchmark measures the
+//! Kafka + Postgres path alone. Never used to serve verdicts.
+
+use super::{Analysis, AnalysisRequest, Backend, EngineError, EngineTimings};
+use crate::verdict::{ModelIdentity, TypeScores};
+
+#[derive(Default)]
+pub struct InstantBackend;
+
+impl Backend for InstantBackend {
+    async fn analyze(&self, _request: AnalysisRequest) -> Result<Analysis, EngineError> {
+        Ok(Analysis {
+            p_fake: Some(0.25),
+            type_scores: Some(TypeScores::from_array([0.25; 4])),
+            explanation: None,
+            answers: Vec::new(),
+            detection_logits: None,
+            generated_tokens: 0,
+            model: ModelIdentity {
+                base_sha256: "instant-benchmark-backend".into(),
+                mmproj_sha256: "instant-benchmark-backend".into(),
+                adapter: None,
+            },
+            timings: EngineTimings::default(),
+        })
+    }
+}

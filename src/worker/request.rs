@@ -1,0 +1,349 @@
+//! The request message (docs/messages.md), parsed into a validated type
+//! before anything else runs. Every failure names what is wrong.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The only schema version this worker understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Upper bound on questions per request (each costs generation time).
+const MAX_QUESTIONS: usize = 8;
+const MAX_QUESTION_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSource {
+    /// Bytes carried in the message.
+    Inline(Vec<u8>),
+    /// Fetched over http(s) with a timeout and a byte limit.
+    Url(String),
+    /// A local file, when `worker.allow_local_paths` is set.
+    Path(String),
+}
+
+impl ImageSource {
+    /// What is stored as the image's source reference.
+    pub fn reference(&self) -> String {
+        match self {
+            ImageSource::Inline(_) => "inline".into(),
+            ImageSource::Url(u) => u.clone(),
+            ImageSource::Path(p) => format!("file://{p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Detection,
+    Classification,
+    Artifacts,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub request_id: Uuid,
+    pub image: ImageSource,
+    /// True when the caller asked for the artifact description explicitly.
+    pub explain: bool,
+    pub questions: Vec<String>,
+    pub tenant: Option<String>,
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("unsupported schema_version {0} (this worker reads {SCHEMA_VERSION})")]
+    SchemaVersion(u64),
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("invalid field `{field}`: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+impl RequestError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RequestError::InvalidJson(_) => "invalid_json",
+            RequestError::SchemaVersion(_) => "schema_version",
+            RequestError::MissingField(_) => "missing_field",
+            RequestError::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
+/// The wire shape; every field optional so that a missing one is reported by name.
+#[derive(Deserialize)]
+struct Wire {
+    schema_version: Option<serde_json::Value>,
+    request_id: Option<String>,
+    image: Option<WireImage>,
+    tasks: Option<Vec<Task>>,
+    #[serde(default)]
+    questions: Vec<String>,
+    tenant: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireImage {
+    base64: Option<String>,
+    url: Option<String>,
+    path: Option<String>,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> RequestError {
+    RequestError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Parses and validates one message payload.
+pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request, RequestError> {
+    let wire: Wire = serde_json::from_slice(payload).map_err(|e| {
+        if e.is_data() {
+            invalid_shape(&e)
+        } else {
+            RequestError::InvalidJson(e.to_string())
+        }
+    })?;
+    let version = wire
+        .schema_version
+        .ok_or(RequestError::MissingField("schema_version"))?;
+    let version = version
+        .as_u64()
+        .ok_or_else(|| invalid("schema_version", "must be a positive integer"))?;
+    if version != u64::from(SCHEMA_VERSION) {
+        return Err(RequestError::SchemaVersion(version));
+    }
+    let request_id = wire
+        .request_id
+        .ok_or(RequestError::MissingField("request_id"))?;
+    let request_id = Uuid::parse_str(&request_id)
+        .map_err(|e| invalid("request_id", format!("not a UUID: {e}")))?;
+    let image = parse_image(
+        wire.image.ok_or(RequestError::MissingField("image"))?,
+        allow_local_paths,
+    )?;
+    let tasks = wire
+        .tasks
+        .unwrap_or_else(|| vec![Task::Detection, Task::Classification]);
+    if tasks.is_empty() && wire.questions.is_empty() {
+        return Err(invalid("tasks", "nothing to do: no tasks and no questions"));
+    }
+    if wire.questions.len() > MAX_QUESTIONS {
+        return Err(invalid(
+            "questions",
+            format!("at most {MAX_QUESTIONS} questions"),
+        ));
+    }
+    for q in &wire.questions {
+        if q.trim().is_empty() || q.chars().count() > MAX_QUESTION_CHARS {
+            return Err(invalid(
+                "questions",
+                format!("each question must hold 1..{MAX_QUESTION_CHARS} characters"),
+            ));
+        }
+    }
+    let tenant = match wire.tenant {
+        Some(t) if t.trim().is_empty() || t.len() > 200 => {
+            return Err(invalid("tenant", "must hold 1..200 characters"))
+        }
+        other => other,
+    };
+    Ok(Request {
+        request_id,
+        image,
+        explain: tasks.contains(&Task::Artifacts),
+        questions: wire.questions,
+        tenant,
+        metadata: wire.metadata,
+    })
+}
+
+fn invalid_shape(e: &serde_json::Error) -> RequestError {
+    let msg = e.to_string();
+    let field = [
+        "image",
+        "tasks",
+        "questions",
+        "tenant",
+        "request_id",
+        "metadata",
+    ]
+    .into_iter()
+    .find(|f| msg.contains(f))
+    .unwrap_or("message");
+    invalid(field, msg)
+}
+
+fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource, RequestError> {
+    match (image.base64, image.url, image.path) {
+        (Some(b64), None, None) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map(ImageSource::Inline)
+            .map_err(|e| invalid("image.base64", e.to_string())),
+        (None, Some(url), None) => {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Err(invalid(
+                    "image.url",
+                    "only http:// and https:// URLs are fetched",
+                ));
+            }
+            Ok(ImageSource::Url(url))
+        }
+        (None, None, Some(path)) => {
+            if !allow_local_paths {
+                return Err(invalid(
+                    "image.path",
+                    "local paths are disabled (worker.allow_local_paths = false)",
+                ));
+            }
+            Ok(ImageSource::Path(path))
+        }
+        _ => Err(invalid("image", "give exactly one of base64, url or path")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> Result<Request, RequestError> {
+        parse_request(v.to_string().as_bytes(), false)
+    }
+
+    fn valid() -> serde_json::Value {
+        json!({
+            "schema_version": 1,
+            "request_id": "6f1c3b0a-9d11-4a59-9f4e-2f1c3b0a9d11",
+            "image": {"base64": "aGVsbG8="},
+            "tenant": "acme",
+            "metadata": {"upload": 7}
+        })
+    }
+
+    #[test]
+    fn a_valid_request_parses() {
+        let r = parse(valid()).unwrap();
+        assert_eq!(r.image, ImageSource::Inline(b"hello".to_vec()));
+        assert_eq!(r.tenant.as_deref(), Some("acme"));
+        assert!(!r.explain);
+        assert_eq!(r.metadata["upload"], 7);
+    }
+
+    #[test]
+    fn artifacts_task_asks_for_the_explanation() {
+        let mut v = valid();
+        v["tasks"] = json!(["detection", "artifacts"]);
+        v["questions"] = json!(["Why?"]);
+        let r = parse(v).unwrap();
+        assert!(r.explain);
+        assert_eq!(r.questions, ["Why?"]);
+    }
+
+    #[test]
+    fn each_defect_has_its_kind() {
+        assert_eq!(
+            parse_request(b"{not json", false).unwrap_err().kind(),
+            "invalid_json"
+        );
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (json!({"request_id": "x"}), "missing_field"),
+            (
+                {
+                    let mut v = valid();
+                    v["schema_version"] = json!(2);
+                    v
+                },
+                "schema_version",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v.as_object_mut().unwrap().remove("request_id");
+                    v
+                },
+                "missing_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["request_id"] = json!("nope");
+                    v
+                },
+                "invalid_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v.as_object_mut().unwrap().remove("image");
+                    v
+                },
+                "missing_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["image"] = json!({"url": "ftp://x/y.jpg"});
+                    v
+                },
+                "invalid_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["image"] = json!({"path": "/etc/passwd"});
+                    v
+                },
+                "invalid_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["image"] = json!({"base64": "!!"});
+                    v
+                },
+                "invalid_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["image"] = json!({"base64": "aA==", "url": "http://x"});
+                    v
+                },
+                "invalid_field",
+            ),
+            (
+                {
+                    let mut v = valid();
+                    v["tasks"] = json!(["dance"]);
+                    v
+                },
+                "invalid_field",
+            ),
+        ];
+        for (v, kind) in cases {
+            let err = parse(v.clone()).unwrap_err();
+            assert_eq!(err.kind(), kind, "{v} gave {err}");
+        }
+    }
+
+    #[test]
+    fn local_paths_only_when_allowed() {
+        let mut v = valid();
+        v["image"] = json!({"path": "/data/x.jpg"});
+        let r = parse_request(v.to_string().as_bytes(), true).unwrap();
+        assert_eq!(r.image, ImageSource::Path("/data/x.jpg".into()));
+        assert_eq!(r.image.reference(), "file:///data/x.jpg");
+    }
+}

@@ -1,0 +1,124 @@
+//! Batches verdict inserts: whatever is waiting goes into one transaction.
+//! A transient database failure is retried with backoff, never dropped; the
+//! callers simply wait (their partitions stay unacknowledged).
+
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::metrics::Metrics;
+use super::retry::Backoff;
+use crate::store::{NewVerdict, Store, StoreError};
+
+type Reply = oneshot::Sender<Result<String, WriteError>>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the database refused the verdict: {0}")]
+    Rejected(String),
+    #[error("shutting down before the verdict was stored")]
+    Cancelled,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<(NewVerdict, Reply)>,
+}
+
+impl Writer {
+    pub fn spawn(
+        store: Store,
+        metrics: Metrics,
+        batch_max: usize,
+        backoff: Backoff,
+        cancel: CancellationToken,
+    ) -> Writer {
+        let (tx, rx) = mpsc::channel(batch_max * 2);
+        tokio::spawn(run(store, metrics, rx, batch_max, backoff, cancel));
+        Writer { tx }
+    }
+
+    /// Stores a verdict (or finds the one stored first) and returns the result
+    /// message to publish.
+    pub async fn write(&self, verdict: NewVerdict) -> Result<String, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((verdict, reply))
+            .await
+            .map_err(|_| WriteError::Cancelled)?;
+        rx.await.map_err(|_| WriteError::Cancelled)?
+    }
+}
+
+async fn run(
+    store: Store,
+    metrics: Metrics,
+    mut rx: mpsc::Receiver<(NewVerdict, Reply)>,
+    batch_max: usize,
+    backoff: Backoff,
+    cancel: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut batch, batch_max).await > 0 {
+        let started = Instant::now();
+        let (verdicts, replies): (Vec<NewVerdict>, Vec<Reply>) = batch.drain(..).unzip();
+        let outcome = write_with_retry(&store, &metrics, &verdicts, &backoff, &cancel).await;
+        metrics.observe("persist", started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(stored) => {
+                metrics.write_batch_size.observe(verdicts.len() as f64);
+                for (v, reply) in verdicts.iter().zip(replies) {
+                    let id = v.verdict.request_id;
+                    let result = stored
+                        .iter()
+                        .find(|(sid, _)| *sid == id)
+                        .map(|(_, r)| r.clone())
+                        .ok_or_else(|| WriteError::Rejected(format!("{id} missing after insert")));
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn write_with_retry(
+    store: &Store,
+    metrics: &Metrics,
+    verdicts: &[NewVerdict],
+    backoff: &Backoff,
+    cancel: &CancellationToken,
+) -> Result<Vec<(Uuid, String)>, WriteError> {
+    let mut delay = backoff.first();
+    loop {
+        match store.insert_verdicts(verdicts).await {
+            Ok((new, stored)) => {
+                metrics.set_healthy(true);
+                metrics.verdicts_written.inc_by(new as u64);
+                metrics
+                    .duplicates
+                    .inc_by((verdicts.len() - new.min(verdicts.len())) as u64);
+                return Ok(stored);
+            }
+            Err(e @ StoreError::Rejected(_)) | Err(e @ StoreError::Migrate(_)) => {
+                return Err(WriteError::Rejected(e.to_string()))
+            }
+            Err(e) => {
+                metrics.set_healthy(false);
+                metrics.retries.with_label_values(&["persist"]).inc();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Err(WriteError::Cancelled),
+                }
+                delay = backoff.next(delay);
+            }
+        }
+    }
+}

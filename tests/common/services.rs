@@ -1,0 +1,342 @@
+//! Real services for the worker tests: a fresh Postgres database and fresh
+//! Kafka topics per test, and the real `dfa worker` binary as a child process.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub fn brokers() -> String {
+    std::env::var("DFA_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn pg_base() -> String {
+    std::env::var("DFA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+pub const PARTITIONS: i32 = 4;
+
+/// One test's world: its database, its topics, its consumer group.
+pub struct Env {
+    pub name: String,
+    pub db_url: String,
+    pub pool: PgPool,
+    pub requests: String,
+    pub results: String,
+    pub dlq: String,
+    pub group: String,
+    pub producer: FutureProducer,
+}
+
+impl Env {
+    pub async fn new(test: &str) -> Env {
+        let id = Uuid::new_v4().simple().to_string()[..10].to_string();
+        let name = format!("dfa_{test}_{id}");
+        let admin_pool = PgPool::connect(&format!("{}/postgres", pg_base()))
+            .await
+            .expect("postgres is running (scripts/dev-up)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin_pool)
+            .await
+            .expect("create database");
+        let db_url = format!("{}/{name}", pg_base());
+        let pool = PgPool::connect(&db_url).await.expect("connect test db");
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .expect("migrations");
+
+        let (requests, results, dlq) = (
+            format!("{name}.requests"),
+            format!("{name}.results"),
+            format!("{name}.dlq"),
+        );
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("admin client");
+        let topics: Vec<NewTopic> = [&requests, &results, &dlq]
+            .iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+            .collect();
+        let created = admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create topics (is the broker up?)");
+        for r in created {
+            r.expect("topic created");
+        }
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        Env {
+            group: format!("{name}.workers"),
+            name,
+            db_url,
+            pool,
+            requests,
+            results,
+            dlq,
+            producer,
+        }
+    }
+
+    /// Starts `dfa worker` against this test's database and topics.
+    pub fn start_worker(&self, extra_env: &[(&str, &str)]) -> Worker {
+        super::tiny();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfa"));
+        cmd.arg("worker")
+            .env_remove("DFA_ENV")
+            .env("DFA__MODEL__TINY_DIR", super::tiny_dir())
+            .env("DFA__ENGINE__THREADS", "1")
+            .env("DFA__ENGINE__THREADS_BATCH", "1")
+            .env("DFA__ANALYSIS__MAX_EXPLAIN_TOKENS", "8")
+            .env("DFA__ANALYSIS__MAX_ANSWER_TOKENS", "8")
+            .env("DFA__KAFKA__BROKERS", brokers())
+            .env("DFA__KAFKA__GROUP_ID", &self.group)
+            .env("DFA__KAFKA__REQUESTS_TOPIC", &self.requests)
+            .env("DFA__KAFKA__RESULTS_TOPIC", &self.results)
+            .env("DFA__KAFKA__DLQ_TOPIC", &self.dlq)
+            .env("DFA__KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("DFA__DATABASE__URL", &self.db_url)
+            .env("DFA__DATABASE__MIGRATE_ON_START", "true")
+            .env("DFA__WORKER__METRICS_ADDR", "127.0.0.1:0")
+            .env("DFA__WORKER__FETCH_TIMEOUT_MS", "2000")
+            .env("DFA__WORKER__RETRY_MAX_MS", "1000")
+            .env("DFA_LOG", "info")
+            .stdout(Stdio::null());
+        let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{}-{}.log",
+            self.name,
+            Uuid::new_v4()
+        ));
+        cmd.stderr(Stdio::from(
+            std::fs::File::create(&log).expect("worker log"),
+        ));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn dfa worker");
+        Worker {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub async fn produce(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+        let mut h = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        self.producer
+            .send(
+                FutureRecord::to(&self.requests)
+                    .key(key)
+                    .payload(payload)
+                    .headers(h),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
+    }
+
+    /// Waits until `sql` (a count) reaches `n`.
+    pub async fn wait_count(&self, sql: &str, n: i64, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.count(sql).await;
+            if c >= n || Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reads every message of `topic` (from the beginning) until `n` arrive or the timeout.
+    pub async fn read_topic(&self, topic: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set(
+                "group.id",
+                format!("{}.reader.{}", self.name, Uuid::new_v4()),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            if let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+            {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for x in h.iter() {
+                        headers.insert(
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push(Received {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers,
+                });
+            }
+        }
+        out
+    }
+
+    /// The group's committed offsets on the requests topic, summed over partitions.
+    pub fn committed_total(&self) -> i64 {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("offset reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.requests, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Committed offset per partition.
+    pub fn committed(&self) -> HashMap<i32, i64> {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("offset reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.requests, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| {
+                (
+                    e.partition(),
+                    if let Offset::Offset(o) = e.offset() {
+                        o
+                    } else {
+                        0
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+pub struct Received {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+pub struct Worker {
+    child: Option<Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl Worker {
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        self.signal("-KILL");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns (success, stderr).
+    pub fn terminate(&mut self, timeout: Duration) -> (bool, String) {
+        self.signal("-TERM");
+        let Some(mut c) = self.child.take() else {
+            return (false, String::new());
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return (status.success(), self.stderr());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return (false, "did not exit in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A request message for an inline PNG.
+pub fn request(id: Uuid, seed: u32) -> Vec<u8> {
+    use base64::Engine as _;
+    let png = super::encode(&super::picture(seed, 48, 48), image::ImageFormat::Png);
+    serde_json::json!({
+        "schema_version": 1,
+        "request_id": id,
+        "image": {"base64": base64::engine::general_purpose::STANDARD.encode(png)},
+        "tenant": "acme",
+        "metadata": {"seed": seed}
+    })
+    .to_string()
+    .into_bytes()
+}
