@@ -177,6 +177,17 @@ impl Env {
 
     /// Reads every message of `topic` (from the beginning) until `n` arrive or the timeout.
     pub async fn read_topic(&self, topic: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        self.read_topic_until(topic, |m| m.len() >= n, timeout)
+            .await
+    }
+
+    /// Reads `topic` from the beginning until `done` says so or the timeout.
+    pub async fn read_topic_until(
+        &self,
+        topic: &str,
+        done: impl Fn(&[Received]) -> bool,
+        timeout: Duration,
+    ) -> Vec<Received> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .set(
@@ -190,7 +201,7 @@ impl Env {
         consumer.subscribe(&[topic]).expect("subscribe");
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
-        while out.len() < n && Instant::now() < deadline {
+        while !done(&out) && Instant::now() < deadline {
             if let Ok(Ok(m)) =
                 tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
             {
