@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::setup::start_engine;
 use super::AdapterChoice;
 use crate::analyze::analyze_bytes;
-use crate::engine::{Explain, Tasks};
+use crate::engine::Tasks;
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
@@ -34,17 +34,11 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
     let loaded = start_engine(config_dir, &args.adapter).await?;
     let settings = &loaded.settings;
     let engine = &loaded.engine;
-    let tasks = Tasks {
-        explain: if args.explain {
-            Explain::Always
-        } else {
-            Explain::IfFake {
-                threshold: settings.analysis.explain_threshold,
-            }
-        },
-        questions: args.questions.clone(),
-        ..Tasks::screening(settings.analysis.explain_threshold)
-    };
+    let tasks = Tasks::requested(
+        args.explain,
+        settings.analysis.explain_threshold,
+        args.questions.clone(),
+    );
     // Twice the engine's capacity keeps its queue fed while results print.
     let concurrency = engine.info().capacity * 2;
     let progress = ProgressBar::new(args.images.len() as u64).with_style(

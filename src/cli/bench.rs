@@ -16,6 +16,7 @@ use crate::image_intake::{decode_image, DecodedImage};
 use crate::tinymodel::{generate, GeneratedModel, ModelShape};
 
 mod bare;
+mod worker;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -31,6 +32,13 @@ pub struct BenchArgs {
     /// Markdown file to update.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     report: PathBuf,
+    /// Benchmark the worker path (broker → worker → Postgres → results)
+    /// instead of the engine; needs scripts/dev-up.
+    #[arg(long)]
+    worker: bool,
+    /// Requests for the instant-engine worker measurement.
+    #[arg(long, default_value_t = 5000)]
+    instant_requests: usize,
 }
 
 struct Row {
@@ -53,6 +61,16 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
             &prompts.all_texts(),
             crate::model_files::TINY_SEED,
         )?;
+    }
+    if args.worker {
+        let config = EngineConfig::from_settings(
+            &settings,
+            model.gguf.clone(),
+            model.mmproj.clone(),
+            None,
+            prompts,
+        );
+        return run_worker_bench(&settings, config, &args).await;
     }
     let images = bench_images(args.images, &settings.image)?;
     let mut config = EngineConfig::from_settings(
@@ -153,6 +171,67 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+async fn run_worker_bench(
+    settings: &crate::settings::Settings,
+    config: EngineConfig,
+    args: &BenchArgs,
+) -> anyhow::Result<ExitCode> {
+    let pngs = bench_pngs(args.images)?;
+    let engine = Engine::start(config).await.context("starting the engine")?;
+    eprintln!(
+        "bench: worker path, {} images on the bench model, then {} instant requests",
+        pngs.len(),
+        args.instant_requests
+    );
+    let f = worker::run(settings, engine, &pngs, args.instant_requests).await?;
+    let rss = peak_rss_mib();
+    let body = format!(
+        "Broker: nisshi (in-memory) on loopback; Postgres 15 on loopback; one worker in-process; {} engine requests in flight; CPU. The model-backed worker rate is timed from the worker's start (consumer-group join included, so the plumbing figure is an upper bound); the instant-engine rate from the first stored verdict to the last.\n\n\
+         | measurement | requests/s | |\n|---|---:|---|\n\
+         | engine alone, bench-size model, {n} images | {:.2} | |\n\
+         | broker → worker → Postgres → results, same images | {:.2} | plumbing costs {:+.1} % |\n\
+         | instant engine (benchmark-only), {} requests of a 48x48 PNG | {:.0} | the Kafka + Postgres path per worker |\n\n\
+         Peak RSS of the process (engine with the bench model, worker, benchmark producer): {rss:.0} MiB.\n",
+        settings.engine.max_in_flight,
+        f.engine_per_s,
+        f.e2e_per_s,
+        (f.engine_per_s / f.e2e_per_s - 1.0) * 100.0,
+        f.instant_requests,
+        f.instant_per_s,
+        n = f.images,
+    );
+    println!("{body}");
+    update_report_section(
+        &args.report,
+        "worker",
+        "Worker (`dfa bench --worker`)",
+        "scripts/bench --worker",
+        &body,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_pngs(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    (0..n as u32)
+        .map(|i| {
+            let img = bench_picture(i);
+            let mut png = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png)?;
+            Ok(png.into_inner())
+        })
+        .collect()
+}
+
+fn bench_picture(i: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(256, 256, |x, y| {
+        image::Rgb([
+            (x ^ (i * 40)) as u8,
+            (y + i * 13) as u8,
+            ((x * y) >> 6) as u8 ^ i as u8,
+        ])
+    })
+}
+
 /// Analyses all images with `concurrency` requests in flight; returns
 /// (images/s, tokens generated).
 async fn measure(
@@ -212,17 +291,33 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-const START: &str = "<!-- dfa bench: engine (start) -->";
-const END: &str = "<!-- dfa bench: engine (end) -->";
-
 fn update_report(path: &Path, body: &str) -> anyhow::Result<()> {
+    update_report_section(
+        path,
+        "engine",
+        "Engine (`dfa bench`)",
+        "scripts/bench",
+        body,
+    )
+}
+
+/// Replaces this benchmark's section of the report (between its markers).
+fn update_report_section(
+    path: &Path,
+    key: &str,
+    title: &str,
+    command: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    let start = format!("<!-- dfa bench: {key} (start) -->");
+    let end = format!("<!-- dfa bench: {key} (end) -->");
     let section = format!(
-        "{START}\n## Engine (`dfa bench`)\n\nCommand: `scripts/bench` (`cargo run --locked -- bench`; dependencies are built at opt-level 3). Measured {}.\n\n{body}{END}",
+        "{start}\n## {title}\n\nCommand: `{command}` (`cargo run --locked -- bench`; dependencies are built at opt-level 3). Measured {}.\n\n{body}{end}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
     let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let new = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &old[..a], &old[b + END.len()..]),
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &old[..a], &old[b + end.len()..]),
         _ => format!("{}\n{section}\n", old.trim_end()),
     };
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))

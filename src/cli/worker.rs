@@ -29,7 +29,7 @@ pub async fn run(config_dir: &Path, args: WorkerArgs) -> anyhow::Result<ExitCode
     if args.bench_instant_engine {
         let (settings, _) = load_settings(config_dir)?;
         eprintln!("dfa: --bench-instant-engine: no model runs; every verdict is a constant. Benchmarks only.");
-        crate::worker::run(settings, Arc::new(InstantBackend::default()), stop).await?;
+        crate::worker::run(settings, Arc::new(InstantBackend), stop).await?;
     } else {
         let loaded = start_engine(config_dir, &args.adapter).await?;
         crate::worker::run(loaded.settings, Arc::new(loaded.engine), stop).await?;

@@ -124,6 +124,22 @@ impl Tasks {
         }
     }
 
+    /// Screening with the explanation generated always (`explain`) or only
+    /// above `explain_threshold`, plus questions to answer.
+    pub fn requested(explain: bool, explain_threshold: f32, questions: Vec<String>) -> Tasks {
+        Tasks {
+            explain: if explain {
+                Explain::Always
+            } else {
+                Explain::IfFake {
+                    threshold: explain_threshold,
+                }
+            },
+            questions,
+            ..Tasks::screening(explain_threshold)
+        }
+    }
+
     /// A follow-up question in a conversation, without re-scoring.
     pub fn follow_up(history: Vec<Turn>, question: String) -> Tasks {
         Tasks {

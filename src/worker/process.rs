@@ -19,7 +19,7 @@ use super::request::{parse_request, Request};
 use super::trace;
 use super::writer::{WriteError, Writer};
 use crate::analyze::{analyze_bytes, AnalyzeError};
-use crate::engine::{Backend, EngineError, Explain, Tasks};
+use crate::engine::{Backend, EngineError, Tasks};
 use crate::settings::Settings;
 use crate::store::{NewVerdict, Source, Store};
 use crate::verdict::Verdict;
@@ -146,17 +146,11 @@ impl<B: Backend> Processor<B> {
         let image_bytes = bytes.len() as i64;
 
         let started = Instant::now();
-        let tasks = Tasks {
-            explain: if request.explain {
-                Explain::Always
-            } else {
-                Explain::IfFake {
-                    threshold: s.analysis.explain_threshold,
-                }
-            },
-            questions: request.questions.clone(),
-            ..Tasks::screening(s.analysis.explain_threshold)
-        };
+        let tasks = Tasks::requested(
+            request.explain,
+            s.analysis.explain_threshold,
+            request.questions.clone(),
+        );
         let verdict = analyze_bytes(
             self.backend.as_ref(),
             request.request_id,

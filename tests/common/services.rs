@@ -226,26 +226,7 @@ impl Env {
 
     /// The group's committed offsets on the requests topic, summed over partitions.
     pub fn committed_total(&self) -> i64 {
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", &self.group)
-            .create()
-            .expect("offset reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(&self.requests, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum()
+        self.committed().values().sum()
     }
 
     /// Committed offset per partition.
