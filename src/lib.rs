@@ -11,6 +11,7 @@ pub mod prompts;
 pub mod scoring;
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 pub mod tinymodel;
 pub mod verdict;
 pub mod worker;

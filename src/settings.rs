@@ -70,6 +70,9 @@ pub struct WorkerSettings {
 pub struct TelemetrySettings {
     /// W3C traceparent propagation through Kafka headers.
     pub propagate_trace_context: bool,
+    /// OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty: no export.
+    pub otlp_endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +336,15 @@ impl Settings {
             return Err(invalid(
                 "worker.retry_max_ms",
                 "need 0 < worker.retry_initial_ms <= worker.retry_max_ms",
+            ));
+        }
+        let t = &self.telemetry;
+        if !t.otlp_endpoint.is_empty()
+            && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http(s):// URL",
             ));
         }
         if w.metrics_addr.parse::<std::net::SocketAddr>().is_err() {

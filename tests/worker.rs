@@ -344,3 +344,87 @@ async fn sigterm_with_work_in_flight_exits_cleanly_storing_only_finished_offsets
     let (ok, log) = again.terminate(Duration::from_secs(60));
     assert!(ok, "{log}");
 }
+
+/// A stand-in OTLP collector: accepts HTTP posts, answers 200, records the
+/// request lines it saw.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                let mut got = Vec::new();
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            record
+                                .lock()
+                                .unwrap()
+                                .push(text.lines().next().unwrap_or("").to_string());
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            got.clear();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/v1/traces"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_continues_onto_the_result_and_spans_reach_the_otlp_endpoint() {
+    let env = Env::new("trace").await;
+    let (endpoint, seen) = collector().await;
+    let mut worker = env.start_worker(&[("DFA__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str())]);
+    let id = Uuid::new_v4();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    env.produce(
+        &id.to_string(),
+        &request(id, 1),
+        &[("traceparent", parent.as_str())],
+    )
+    .await;
+    let results = env.read_topic(&env.results, 1, LONG).await;
+    assert_eq!(results.len(), 1, "worker log:\n{}", worker.stderr());
+    let tp = results[0]
+        .headers
+        .get("traceparent")
+        .expect("the result carries a traceparent");
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{tp}");
+    assert_eq!(parts[1], trace_id, "same trace");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the worker's own span is the new parent"
+    );
+    let (ok, log) = worker.terminate(Duration::from_secs(60));
+    assert!(ok, "{log}");
+    // Shutdown flushes the batch exporter.
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.starts_with("POST /v1/traces")),
+        "collector saw: {lines:?}"
+    );
+}

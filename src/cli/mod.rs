@@ -57,13 +57,10 @@ pub struct AdapterChoice {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DFA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry_settings = crate::settings::Settings::load(&cli.config_dir)
+        .ok()
+        .map(|s| s.telemetry);
+    let _telemetry = crate::telemetry::init(telemetry_settings.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -89,7 +89,12 @@ struct Reject {
 
 impl<B: Backend> Processor<B> {
     pub async fn handle(&self, msg: Incoming) -> Outcome {
-        let parent = msg.headers.get(HEADER_TRACEPARENT).cloned();
+        let propagate = self.settings.telemetry.propagate_trace_context;
+        let parent = msg
+            .headers
+            .get(HEADER_TRACEPARENT)
+            .filter(|_| propagate)
+            .cloned();
         let span = tracing::info_span!(
             "request",
             request_id = tracing::field::Empty,
@@ -99,7 +104,11 @@ impl<B: Backend> Processor<B> {
         );
         trace::set_parent(&span, parent.as_deref());
         async {
-            let traceparent = trace::current_traceparent().or(parent);
+            let traceparent = if propagate {
+                trace::current_traceparent().or(parent)
+            } else {
+                None
+            };
             match self.process(&msg, traceparent.as_deref()).await {
                 Ok(outcome) => outcome,
                 Err(reject) => self.dead_letter(&msg, reject, traceparent.as_deref()).await,
