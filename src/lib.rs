@@ -12,6 +12,7 @@ pub mod scoring;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod trainer;
 pub mod tinymodel;
 pub mod verdict;
 pub mod worker;

@@ -5,7 +5,7 @@
 
 mod identity;
 pub mod instant;
-mod render;
+pub(crate) mod render;
 mod scheduler;
 mod thread;
 

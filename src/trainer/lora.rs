@@ -1,0 +1,302 @@
+//! LoRA adapters on the attention projections: the trainable A/B pairs, and
+//! their GGUF form as llama.cpp loads it (`blk.N.attn_q.weight.lora_a`,
+//! PEFT's (r, in) / (out, r) layout, scaled by alpha / r).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::base::BaseConfig;
+use super::TrainError;
+
+/// An attention projection a LoRA can adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Projection {
+    Q,
+    K,
+    V,
+    O,
+}
+
+impl Projection {
+    /// The llama.cpp tensor name part.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Projection::Q => "attn_q",
+            Projection::K => "attn_k",
+            Projection::V => "attn_v",
+            Projection::O => "attn_output",
+        }
+    }
+
+    /// Accepts both llama.cpp (`attn_q`) and Hugging Face (`q_proj`) names.
+    pub fn parse(name: &str) -> Option<Projection> {
+        match name {
+            "attn_q" | "q_proj" | "q" => Some(Projection::Q),
+            "attn_k" | "k_proj" | "k" => Some(Projection::K),
+            "attn_v" | "v_proj" | "v" => Some(Projection::V),
+            "attn_output" | "o_proj" | "o" => Some(Projection::O),
+            _ => None,
+        }
+    }
+}
+
+struct Pair {
+    a: Var,
+    b: Var,
+}
+
+/// The trainable adapter: one A/B pair per (layer, projection).
+pub struct LoraSet {
+    pub rank: usize,
+    pub alpha: f32,
+    pairs: BTreeMap<(usize, Projection), Pair>,
+    dropout: Option<(f32, RefCell<ChaCha8Rng>)>,
+}
+
+impl LoraSet {
+    /// A fresh adapter: A drawn from a seeded normal (candle's own RNG cannot
+    /// be seeded), B zero, so training starts from the base model exactly.
+    pub fn init(
+        config: &BaseConfig,
+        targets: &[Projection],
+        rank: usize,
+        alpha: f32,
+        seed: u64,
+        device: &Device,
+    ) -> Result<LoraSet, TrainError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let std = 1.0 / (config.n_embd as f32).sqrt();
+        let mut pairs = BTreeMap::new();
+        for l in 0..config.n_layer {
+            for &p in targets {
+                let a: Vec<f32> = (0..rank * config.n_embd)
+                    .map(|_| {
+                        let z: f32 = StandardNormal.sample(&mut rng);
+                        std * z
+                    })
+                    .collect();
+                let a = Tensor::from_vec(a, (rank, config.n_embd), device)?;
+                let b = Tensor::zeros((config.out_dim(p), rank), candle_core::DType::F32, device)?;
+                pairs.insert(
+                    (l, p),
+                    Pair {
+                        a: Var::from_tensor(&a)?,
+                        b: Var::from_tensor(&b)?,
+                    },
+                );
+            }
+        }
+        Ok(LoraSet {
+            rank,
+            alpha,
+            pairs,
+            dropout: None,
+        })
+    }
+
+    /// Turns input dropout on (training) with its own seeded generator.
+    pub fn set_dropout(&mut self, p: f32, seed: u64) {
+        self.dropout =
+            (p > 0.0).then(|| (p, RefCell::new(ChaCha8Rng::seed_from_u64(seed ^ 0xD0D0))));
+    }
+
+    pub fn disable_dropout(&mut self) {
+        self.dropout = None;
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.alpha as f64 / self.rank as f64
+    }
+
+    pub fn vars(&self) -> Vec<Var> {
+        self.pairs
+            .values()
+            .flat_map(|p| [p.a.clone(), p.b.clone()])
+            .collect()
+    }
+
+    /// (name, tensor) in GGUF naming, A then B for each pair.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.pairs
+            .iter()
+            .flat_map(|((l, p), pair)| {
+                let base = format!("blk.{l}.{}.weight", p.gguf_name());
+                [
+                    (format!("{base}.lora_a"), pair.a.as_tensor().clone()),
+                    (format!("{base}.lora_b"), pair.b.as_tensor().clone()),
+                ]
+            })
+            .collect()
+    }
+
+    pub fn targets(&self) -> Vec<Projection> {
+        let mut t: Vec<Projection> = self.pairs.keys().map(|(_, p)| *p).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// `y + scale · B·A·x` when this projection is adapted.
+    pub(super) fn add_delta(
+        &self,
+        layer: usize,
+        p: Projection,
+        x: &Tensor,
+        y: Tensor,
+    ) -> Result<Tensor, TrainError> {
+        let Some(pair) = self.pairs.get(&(layer, p)) else {
+            return Ok(y);
+        };
+        let x = match &self.dropout {
+            Some((rate, rng)) => {
+                let keep = 1.0 - rate;
+                let mut rng = rng.borrow_mut();
+                let mask: Vec<f32> = (0..x.elem_count())
+                    .map(|_| if rng.gen::<f32>() < keep { 1.0 / keep } else { 0.0 })
+                    .collect();
+                (x * Tensor::from_vec(mask, x.shape(), x.device())?)?
+            }
+            None => x.clone(),
+        };
+        let delta = x.matmul(&pair.a.t()?)?.matmul(&pair.b.t()?)?;
+        Ok((y + (delta * self.scale())?)?)
+    }
+
+    /// Reads an adapter GGUF whose tensors are all attention LoRAs of
+    /// `config`'s shape (to continue training from a parent adapter).
+    pub fn from_gguf(path: &Path, config: &BaseConfig, device: &Device) -> Result<LoraSet, TrainError> {
+        let adapter = read_adapter(path, device)?;
+        let mut pairs: BTreeMap<(usize, Projection), (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
+        for (name, t) in adapter.tensors {
+            let parsed = parse_lora_name(&name).ok_or_else(|| {
+                TrainError::Adapter(format!("{}: `{name}` is not an attention LoRA tensor", path.display()))
+            })?;
+            let (layer, p, is_a) = parsed;
+            let slot = pairs.entry((layer, p)).or_default();
+            if is_a {
+                slot.0 = Some(t);
+            } else {
+                slot.1 = Some(t);
+            }
+        }
+        let mut rank = 0;
+        let mut out = BTreeMap::new();
+        for ((l, p), (a, b)) in pairs {
+            let (Some(a), Some(b)) = (a, b) else {
+                return Err(TrainError::Adapter(format!("layer {l} {p:?}: lora_a or lora_b missing")));
+            };
+            rank = a.dim(0)?;
+            if l >= config.n_layer || a.dims() != [rank, config.n_embd] || b.dims() != [config.out_dim(p), rank] {
+                return Err(TrainError::Adapter(format!(
+                    "layer {l} {p:?}: shapes {:?}/{:?} do not fit the base",
+                    a.dims(),
+                    b.dims()
+                )));
+            }
+            out.insert((l, p), Pair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)? });
+        }
+        Ok(LoraSet { rank, alpha: adapter.alpha, pairs: out, dropout: None })
+    }
+}
+
+/// `blk.N.attn_q.weight.lora_a` → (N, Q, true).
+pub fn parse_lora_name(name: &str) -> Option<(usize, Projection, bool)> {
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (proj, suffix) = rest.split_once(".weight.lora_")?;
+    let is_a = match suffix {
+        "a" => true,
+        "b" => false,
+        _ => return None,
+    };
+    Some((layer.parse().ok()?, Projection::parse(proj)?, is_a))
+}
+
+/// An adapter GGUF's contents.
+pub struct AdapterFile {
+    pub architecture: String,
+    pub alpha: f32,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+pub fn read_adapter(path: &Path, device: &Device) -> Result<AdapterFile, TrainError> {
+    let err = |e: &dyn std::fmt::Display| TrainError::Adapter(format!("{}: {e}", path.display()));
+    let mut file = File::open(path).map_err(|e| err(&e))?;
+    let content = Content::read(&mut file).map_err(|e| err(&e))?;
+    let get_str = |k: &str| match content.metadata.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if get_str("general.type").as_deref() != Some("adapter") || get_str("adapter.type").as_deref() != Some("lora") {
+        return Err(err(&"not a LoRA adapter GGUF (general.type / adapter.type)"));
+    }
+    let alpha = content
+        .metadata
+        .get("adapter.lora.alpha")
+        .and_then(|v| v.to_f32().ok())
+        .ok_or_else(|| err(&"adapter.lora.alpha missing"))?;
+    let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in names {
+        let t = content
+            .tensor(&mut file, &name, device)
+            .and_then(|q| q.dequantize(device))
+            .map_err(|e| err(&format!("{name}: {e}")))?;
+        tensors.push((name, t));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(AdapterFile {
+        architecture: get_str("general.architecture").unwrap_or_default(),
+        alpha,
+        tensors,
+    })
+}
+
+/// Writes an adapter GGUF llama.cpp loads; `extra` adds `dfa.*` provenance
+/// keys (llama.cpp ignores keys it does not know). Written to a temporary
+/// name and renamed, so a worker never loads half a file.
+pub fn write_adapter(
+    path: &Path,
+    architecture: &str,
+    alpha: f32,
+    tensors: &[(String, Tensor)],
+    extra: &[(String, String)],
+) -> Result<(), TrainError> {
+    let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(architecture.into())),
+        ("general.type".into(), Value::String("adapter".into())),
+        ("adapter.type".into(), Value::String("lora".into())),
+        ("adapter.lora.alpha".into(), Value::F32(alpha)),
+    ];
+    meta.extend(extra.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    let mut qs = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+        qs.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32)?));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("gguf.{}.tmp", std::process::id()));
+    let mut w = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = qs.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf_file::write(&mut w, &meta_refs, &tensor_refs)?;
+    w.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

@@ -1,0 +1,261 @@
+//! LoRA training in Rust (candle) for the model the workers serve: the base
+//! LLM comes from the serving GGUF, the image embeddings from llama.cpp's own
+//! mtmd encoder (`featurize`), and the result is a GGUF adapter llama.cpp
+//! loads. The loss covers the answer tokens only.
+
+pub mod base;
+pub mod featurize;
+pub mod lora;
+pub mod peft;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, D};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use base::BaseModel;
+use lora::{LoraSet, Projection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("base model: {0}")]
+    Base(String),
+    #[error("adapter: {0}")]
+    Adapter(String),
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Io(String),
+    #[error("llama.cpp: {0}")]
+    Llama(String),
+    #[error("nothing to train on")]
+    NoExamples,
+}
+
+/// Hyper-parameters, recorded with every adapter in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub targets: Vec<Projection>,
+    pub rank: usize,
+    pub alpha: f32,
+    pub dropout: f32,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+/// Image embeddings as llama.cpp's mtmd encoder produced them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEmbedding {
+    pub n_tokens: usize,
+    pub n_embd: usize,
+    pub data: Vec<f32>,
+}
+
+/// One supervised turn: text before the image (BOS included), the image,
+/// then the text after it ending in the answer the loss is taken on.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub prefix: Vec<u32>,
+    pub image: Option<Arc<ImageEmbedding>>,
+    pub suffix: Vec<u32>,
+    /// Index into `suffix` where the answer starts.
+    pub answer_start: usize,
+}
+
+impl Example {
+    pub fn image_tokens(&self) -> usize {
+        self.image.as_ref().map_or(0, |i| i.n_tokens)
+    }
+
+    pub fn len(&self) -> usize {
+        self.prefix.len() + self.image_tokens() + self.suffix.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn answer_tokens(&self) -> &[u32] {
+        &self.suffix[self.answer_start..]
+    }
+
+    /// First position whose logits predict an answer token.
+    pub fn first_target_row(&self) -> usize {
+        self.prefix.len() + self.image_tokens() + self.answer_start - 1
+    }
+
+    /// Input embeddings, (T, E).
+    pub fn embeddings(&self, base: &BaseModel) -> Result<Tensor, TrainError> {
+        let mut parts = vec![base.embed_tokens(&self.prefix)?];
+        if let Some(img) = &self.image {
+            parts.push(Tensor::from_slice(&img.data, (img.n_tokens, img.n_embd), &base.device)?);
+        }
+        if !self.suffix.is_empty() {
+            parts.push(base.embed_tokens(&self.suffix)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+/// Summed negative log-likelihood of the answer tokens, and their count.
+pub fn answer_nll(
+    base: &BaseModel,
+    lora: Option<&LoraSet>,
+    example: &Example,
+) -> Result<(Tensor, usize), TrainError> {
+    let targets = example.answer_tokens();
+    if targets.is_empty() || example.prefix.is_empty() {
+        return Err(TrainError::NoExamples);
+    }
+    let hidden = base.hidden(&example.embeddings(base)?, lora)?;
+    let rows = hidden.narrow(0, example.first_target_row(), targets.len())?;
+    let logp = candle_nn::ops::log_softmax(&base.logits(&rows)?, D::Minus1)?;
+    let ids = Tensor::new(targets, &base.device)?.unsqueeze(1)?;
+    let nll = logp.gather(&ids, 1)?.sum_all()?.neg()?;
+    Ok((nll, targets.len()))
+}
+
+/// Mean answer-token loss over `examples`, without gradients.
+pub fn mean_loss(base: &BaseModel, lora: Option<&LoraSet>, examples: &[Example]) -> Result<f64, TrainError> {
+    let (mut total, mut n) = (0.0, 0);
+    for ex in examples {
+        let (nll, count) = answer_nll(base, lora, ex)?;
+        total += nll.to_scalar::<f32>()? as f64;
+        n += count;
+    }
+    if n == 0 {
+        return Err(TrainError::NoExamples);
+    }
+    Ok(total / n as f64)
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub examples: usize,
+    pub steps: usize,
+    pub epoch_losses: Vec<f64>,
+    /// Tokens through the forward and backward pass (whole sequences).
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+impl TrainReport {
+    pub fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+
+    pub fn steps_per_s(&self) -> f64 {
+        self.steps as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Trains `lora` in place with AdamW; `progress(step, total_steps, loss)`
+/// after each step. Deterministic for a fixed seed on one device.
+pub fn train(
+    base: &BaseModel,
+    lora: &mut LoraSet,
+    examples: &[Example],
+    config: &TrainConfig,
+    mut progress: impl FnMut(usize, usize, f64),
+) -> Result<TrainReport, TrainError> {
+    if examples.is_empty() {
+        return Err(TrainError::NoExamples);
+    }
+    let started = Instant::now();
+    let batch = config.batch_size.max(1);
+    let steps_per_epoch = examples.len().div_ceil(batch);
+    let total = steps_per_epoch * config.epochs;
+    let mut opt = AdamW::new(
+        lora.vars(),
+        ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: config.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    lora.set_dropout(config.dropout, config.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    let (mut step, mut tokens) = (0, 0);
+    let mut epoch_losses = Vec::with_capacity(config.epochs);
+    for _ in 0..config.epochs {
+        order.shuffle(&mut rng);
+        let (mut epoch_nll, mut epoch_n) = (0.0, 0);
+        for chunk in order.chunks(batch) {
+            let mut sum: Option<Tensor> = None;
+            let mut n = 0;
+            for &i in chunk {
+                let (nll, count) = answer_nll(base, Some(lora), &examples[i])?;
+                n += count;
+                tokens += examples[i].len();
+                sum = Some(match sum {
+                    Some(s) => (s + nll)?,
+                    None => nll,
+                });
+            }
+            let Some(sum) = sum else { continue };
+            let loss = (sum / n as f64)?;
+            opt.backward_step(&loss)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            epoch_nll += value * n as f64;
+            epoch_n += n;
+            step += 1;
+            progress(step, total, value);
+        }
+        epoch_losses.push(epoch_nll / epoch_n.max(1) as f64);
+    }
+    lora.disable_dropout();
+    Ok(TrainReport {
+        examples: examples.len(),
+        steps: step,
+        epoch_losses,
+        tokens,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The gradient norm each LoRA tensor receives from one batch.
+pub fn gradient_norms(
+    base: &BaseModel,
+    lora: &LoraSet,
+    examples: &[Example],
+) -> Result<Vec<(String, f64)>, TrainError> {
+    let mut sum: Option<Tensor> = None;
+    for ex in examples {
+        let (nll, _) = answer_nll(base, Some(lora), ex)?;
+        sum = Some(match sum {
+            Some(s) => (s + nll)?,
+            None => nll,
+        });
+    }
+    let grads = sum.ok_or(TrainError::NoExamples)?.backward()?;
+    let names = lora.named_tensors();
+    let vars = lora.vars();
+    let mut out = Vec::with_capacity(vars.len());
+    for ((name, _), var) in names.into_iter().zip(vars) {
+        let norm = match grads.get(var.as_tensor()) {
+            Some(g) => g.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64,
+            None => 0.0,
+        };
+        out.push((name, norm));
+    }
+    Ok(out)
+}
+
+/// The device training runs on: CUDA when built with it and present.
+pub fn device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return d;
+    }
+    Device::Cpu
+}

@@ -1,0 +1,218 @@
+//! The trainer against llama.cpp on the tiny model: the forward passes agree,
+//! training learns deterministically, and adapters written by the trainer
+//! or imported from PEFT are applied by llama.cpp as the trainer computes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use dfa::prompts::Prompts;
+use dfa::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
+use dfa::trainer::base::BaseModel;
+use dfa::trainer::featurize::{Featurizer, ReferenceSettings};
+use dfa::trainer::lora::{write_adapter, LoraSet, Projection};
+use dfa::trainer::{self, Example, TrainConfig};
+
+fn featurizer() -> Featurizer {
+    let m = common::tiny();
+    Featurizer::load(&m.gguf, &m.mmproj, Prompts::embedded(), ChatTemplateChoice::Auto, 2)
+        .expect("featurizer loads")
+}
+
+fn base() -> BaseModel {
+    BaseModel::load(&common::tiny().gguf, &Device::Cpu).expect("base loads")
+}
+
+fn config(seed: u64) -> TrainConfig {
+    TrainConfig {
+        targets: vec![Projection::Q, Projection::K, Projection::V, Projection::O],
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        learning_rate: 5e-3,
+        weight_decay: 0.0,
+        epochs: 3,
+        batch_size: 2,
+        seed,
+    }
+}
+
+/// Detection examples: even seeds forged, odd seeds real.
+fn detection_examples(f: &mut Featurizer, seeds: &[u32]) -> Vec<Example> {
+    let question = f.prompts().detection.question.clone();
+    seeds
+        .iter()
+        .map(|&s| {
+            let emb = Arc::new(f.encode_image(&common::decoded(s)).expect("encode"));
+            let answer = if s % 2 == 0 { "Yes." } else { "No." };
+            f.example(Some(emb), &[], &question, answer).expect("example")
+        })
+        .collect()
+}
+
+fn lora_for(base: &BaseModel, cfg: &TrainConfig) -> LoraSet {
+    LoraSet::init(&base.config, &cfg.targets, cfg.rank, cfg.alpha, cfg.seed, &Device::Cpu).expect("init")
+}
+
+fn trained(base: &BaseModel, examples: &[Example], seed: u64) -> LoraSet {
+    let cfg = config(seed);
+    let mut lora = lora_for(base, &cfg);
+    trainer::train(base, &mut lora, examples, &cfg, |_, _, _| {}).expect("train");
+    lora
+}
+
+fn trainer_rows(base: &BaseModel, lora: Option<&LoraSet>, ex: &Example) -> Vec<Vec<f32>> {
+    let hidden = base.hidden(&ex.embeddings(base).unwrap(), lora).unwrap();
+    let rows = hidden.narrow(0, ex.first_target_row(), ex.answer_tokens().len()).unwrap();
+    base.logits(&rows).unwrap().to_vec2::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "row count");
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len(), "vocabulary size");
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+const EXACT: ReferenceSettings = ReferenceSettings {
+    kv_cache_type: KvCacheKind::F32,
+    flash_attention: FlashAttention::Off,
+};
+
+fn write(lora: &LoraSet, base: &BaseModel, path: &Path) {
+    write_adapter(path, &base.config.architecture, lora.alpha, &lora.named_tensors(), &[]).expect("write adapter");
+}
+
+#[test]
+fn trainer_and_llama_cpp_logits_agree_with_and_without_image() {
+    let mut f = featurizer();
+    let base = base();
+    let examples = detection_examples(&mut f, &[2, 3, 4]);
+    let lora = trained(&base, &examples, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trained.gguf");
+    write(&lora, &base, &path);
+
+    let image = common::decoded(11);
+    let emb = Arc::new(f.encode_image(&image).unwrap());
+    let with_image = f
+        .example(Some(emb), &[], "Can you detail the specific regions of the facial image where artifacts is evident?", "The eyes show blending artifacts.")
+        .unwrap();
+    let text_only = f.example(None, &[], "Has this face been forged?", "No.").unwrap();
+    assert!(with_image.image_tokens() > 0 && with_image.answer_tokens().len() > 3);
+
+    let mut worst_exact: f32 = 0.0;
+    let mut worst_serving: f32 = 0.0;
+    for (ex, img) in [(&with_image, Some(&image)), (&text_only, None)] {
+        for adapted in [false, true] {
+            let ours = trainer_rows(&base, adapted.then_some(&lora), ex);
+            let adapter = adapted.then_some((path.as_path(), 1.0));
+            let exact = f.reference_logits(ex, img, adapter, EXACT).unwrap();
+            let d = max_abs_diff(&ours, &exact);
+            assert!(d <= 1e-4, "F32 cache, FA off: max |Δlogit| {d} (image {}, adapter {adapted})", img.is_some());
+            worst_exact = worst_exact.max(d);
+            let serving = ReferenceSettings {
+                kv_cache_type: KvCacheKind::F16,
+                flash_attention: common::settings().engine.flash_attention,
+            };
+            let d = max_abs_diff(&ours, &f.reference_logits(ex, img, adapter, serving).unwrap());
+            worst_serving = worst_serving.max(d);
+        }
+    }
+    // With the serving default F16 KV cache, K and V are rounded to 11-bit
+    // mantissas (relative error ≈ 5e-4) before attention; over two layers and
+    // logits of magnitude ≈ 5 that gives a few 1e-3. 2e-2 leaves headroom
+    // without hiding a real mismatch (a wrong RoPE or norm moves logits by ≥ 0.1).
+    assert!(worst_serving <= 2e-2, "serving defaults: max |Δlogit| {worst_serving}");
+    eprintln!("max |Δlogit|: exact settings {worst_exact:e}, serving defaults {worst_serving:e}");
+}
+
+#[test]
+fn training_lowers_the_loss_deterministically_and_reaches_every_tensor() {
+    let mut f = featurizer();
+    let base = base();
+    let examples = detection_examples(&mut f, &[1, 2, 3, 4, 5, 6]);
+    let before = trainer::mean_loss(&base, None, &examples).unwrap();
+
+    let cfg = config(3);
+    let mut a = lora_for(&base, &cfg);
+    let report_a = trainer::train(&base, &mut a, &examples, &cfg, |_, _, _| {}).unwrap();
+    let mut b = lora_for(&base, &cfg);
+    let report_b = trainer::train(&base, &mut b, &examples, &cfg, |_, _, _| {}).unwrap();
+    let after = trainer::mean_loss(&base, Some(&a), &examples).unwrap();
+    assert!(after < before * 0.5, "loss {before} → {after}");
+    assert_eq!(report_a.epoch_losses, report_b.epoch_losses, "same seed, same losses");
+    for ((na, ta), (_, tb)) in a.named_tensors().iter().zip(b.named_tensors()) {
+        let d = (ta - &tb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "{na} differs between runs with the same seed");
+    }
+    let other = trained(&base, &examples, 4);
+    assert_ne!(
+        other.named_tensors()[0].1.to_vec2::<f32>().unwrap(),
+        a.named_tensors()[0].1.to_vec2::<f32>().unwrap(),
+        "another seed gives another adapter"
+    );
+
+    // After training, B ≠ 0, so every A and every B has a gradient path.
+    let norms = trainer::gradient_norms(&base, &a, &examples).unwrap();
+    assert_eq!(norms.len(), 2 * 4 * base.config.n_layer);
+    for (name, norm) in &norms {
+        assert!(*norm > 0.0 && norm.is_finite(), "{name} got gradient norm {norm}");
+    }
+}
+
+#[test]
+fn peft_adapter_imports_and_llama_cpp_applies_it_like_the_trainers_own() {
+    let mut f = featurizer();
+    let base = base();
+    let examples = detection_examples(&mut f, &[8, 9]);
+    let lora = trained(&base, &examples, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("own.gguf");
+    write(&lora, &base, &own);
+
+    // The same weights in PEFT's layout and names.
+    let peft_dir = dir.path().join("peft");
+    std::fs::create_dir_all(&peft_dir).unwrap();
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in lora.named_tensors() {
+        let (layer, proj, is_a) = dfa::trainer::lora::parse_lora_name(&name).unwrap();
+        let module = match proj {
+            Projection::Q => "q_proj",
+            Projection::K => "k_proj",
+            Projection::V => "v_proj",
+            Projection::O => "o_proj",
+        };
+        let ab = if is_a { "A" } else { "B" };
+        tensors.insert(format!("base_model.model.model.layers.{layer}.self_attn.{module}.lora_{ab}.weight"), t);
+    }
+    candle_core::safetensors::save(&tensors, peft_dir.join("adapter_model.safetensors")).unwrap();
+    std::fs::write(
+        peft_dir.join("adapter_config.json"),
+        format!(r#"{{"peft_type":"LORA","r":{},"lora_alpha":{},"target_modules":["q_proj","k_proj","v_proj","o_proj"],"bias":"none"}}"#, lora.rank, lora.alpha),
+    )
+    .unwrap();
+
+    let imported = dfa::trainer::peft::read_peft(&peft_dir).unwrap();
+    assert_eq!(imported.rank, lora.rank);
+    let converted = dir.path().join("imported.gguf");
+    write_adapter(&converted, "llama", imported.alpha, &imported.tensors, &[]).unwrap();
+
+    let image = common::decoded(21);
+    let emb = Arc::new(f.encode_image(&image).unwrap());
+    let ex = f.example(Some(emb), &[], "Has this face been forged?", "Yes.").unwrap();
+    let by_own = f.reference_logits(&ex, Some(&image), Some((own.as_path(), 1.0)), EXACT).unwrap();
+    let by_imported = f.reference_logits(&ex, Some(&image), Some((converted.as_path(), 1.0)), EXACT).unwrap();
+    assert_eq!(max_abs_diff(&by_own, &by_imported), 0.0, "imported adapter applies exactly as the trainer's own");
+    let base_only = f.reference_logits(&ex, Some(&image), None, EXACT).unwrap();
+    assert!(max_abs_diff(&by_own, &base_only) > 1e-3, "the adapter changes the logits");
+    let ours = trainer_rows(&base, Some(&lora), &ex);
+    assert!(max_abs_diff(&ours, &by_imported) <= 1e-4);
+}
