@@ -4,7 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod learning;
+
 use config::{Config, Environment, File, FileFormat};
+
+pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use serde::Deserialize;
 
 /// The defaults compiled into the binary, so `dfa` runs from any directory.
@@ -27,6 +31,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub worker: WorkerSettings,
     pub telemetry: TelemetrySettings,
+    pub image_store: ImageStoreSettings,
+    pub adapters: AdapterSettings,
+    pub retrain: RetrainSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +44,8 @@ pub struct KafkaSettings {
     pub requests_topic: String,
     pub results_topic: String,
     pub dlq_topic: String,
+    /// Reviewers' corrections of verdicts.
+    pub feedback_topic: String,
     pub session_timeout_ms: u32,
     pub max_poll_interval_ms: u32,
     /// Extra librdkafka settings, applied to consumer and producer.
@@ -274,6 +283,13 @@ impl Settings {
         }
 
         self.validate_worker()?;
+        self.retrain.validate()?;
+        if self.adapters.dir.trim().is_empty() {
+            return Err(invalid("adapters.dir", "must not be empty"));
+        }
+        if self.image_store.dir.trim().is_empty() {
+            return Err(invalid("image_store.dir", "must not be empty"));
+        }
 
         let i = &self.image;
         if i.max_bytes == 0 {
@@ -301,10 +317,17 @@ impl Settings {
             ("kafka.requests_topic", &k.requests_topic),
             ("kafka.results_topic", &k.results_topic),
             ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.feedback_topic", &k.feedback_topic),
         ] {
             if value.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
             }
+        }
+        if k.feedback_topic == k.requests_topic || k.feedback_topic == k.results_topic {
+            return Err(invalid(
+                "kafka.feedback_topic",
+                "must differ from the requests and results topics",
+            ));
         }
         if k.results_topic == k.requests_topic || k.dlq_topic == k.requests_topic {
             return Err(invalid(

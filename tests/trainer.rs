@@ -18,8 +18,14 @@ use dfa::trainer::{self, Example, TrainConfig};
 
 fn featurizer() -> Featurizer {
     let m = common::tiny();
-    Featurizer::load(&m.gguf, &m.mmproj, Prompts::embedded(), ChatTemplateChoice::Auto, 2)
-        .expect("featurizer loads")
+    Featurizer::load(
+        &m.gguf,
+        &m.mmproj,
+        Prompts::embedded(),
+        ChatTemplateChoice::Auto,
+        2,
+    )
+    .expect("featurizer loads")
 }
 
 fn base() -> BaseModel {
@@ -48,13 +54,22 @@ fn detection_examples(f: &mut Featurizer, seeds: &[u32]) -> Vec<Example> {
         .map(|&s| {
             let emb = Arc::new(f.encode_image(&common::decoded(s)).expect("encode"));
             let answer = if s % 2 == 0 { "Yes." } else { "No." };
-            f.example(Some(emb), &[], &question, answer).expect("example")
+            f.example(Some(emb), &[], &question, answer)
+                .expect("example")
         })
         .collect()
 }
 
 fn lora_for(base: &BaseModel, cfg: &TrainConfig) -> LoraSet {
-    LoraSet::init(&base.config, &cfg.targets, cfg.rank, cfg.alpha, cfg.seed, &Device::Cpu).expect("init")
+    LoraSet::init(
+        &base.config,
+        &cfg.targets,
+        cfg.rank,
+        cfg.alpha,
+        cfg.seed,
+        &Device::Cpu,
+    )
+    .expect("init")
 }
 
 fn trained(base: &BaseModel, examples: &[Example], seed: u64) -> LoraSet {
@@ -66,7 +81,9 @@ fn trained(base: &BaseModel, examples: &[Example], seed: u64) -> LoraSet {
 
 fn trainer_rows(base: &BaseModel, lora: Option<&LoraSet>, ex: &Example) -> Vec<Vec<f32>> {
     let hidden = base.hidden(&ex.embeddings(base).unwrap(), lora).unwrap();
-    let rows = hidden.narrow(0, ex.first_target_row(), ex.answer_tokens().len()).unwrap();
+    let rows = hidden
+        .narrow(0, ex.first_target_row(), ex.answer_tokens().len())
+        .unwrap();
     base.logits(&rows).unwrap().to_vec2::<f32>().unwrap()
 }
 
@@ -87,7 +104,14 @@ const EXACT: ReferenceSettings = ReferenceSettings {
 };
 
 fn write(lora: &LoraSet, base: &BaseModel, path: &Path) {
-    write_adapter(path, &base.config.architecture, lora.alpha, &lora.named_tensors(), &[]).expect("write adapter");
+    write_adapter(
+        path,
+        &base.config.architecture,
+        lora.alpha,
+        &lora.named_tensors(),
+        &[],
+    )
+    .expect("write adapter");
 }
 
 #[test]
@@ -103,9 +127,16 @@ fn trainer_and_llama_cpp_logits_agree_with_and_without_image() {
     let image = common::decoded(11);
     let emb = Arc::new(f.encode_image(&image).unwrap());
     let with_image = f
-        .example(Some(emb), &[], "Can you detail the specific regions of the facial image where artifacts is evident?", "The eyes show blending artifacts.")
+        .example(
+            Some(emb),
+            &[],
+            "Can you detail the specific regions of the facial image where artifacts is evident?",
+            "The eyes show blending artifacts.",
+        )
         .unwrap();
-    let text_only = f.example(None, &[], "Has this face been forged?", "No.").unwrap();
+    let text_only = f
+        .example(None, &[], "Has this face been forged?", "No.")
+        .unwrap();
     assert!(with_image.image_tokens() > 0 && with_image.answer_tokens().len() > 3);
 
     let mut worst_exact: f32 = 0.0;
@@ -116,13 +147,20 @@ fn trainer_and_llama_cpp_logits_agree_with_and_without_image() {
             let adapter = adapted.then_some((path.as_path(), 1.0));
             let exact = f.reference_logits(ex, img, adapter, EXACT).unwrap();
             let d = max_abs_diff(&ours, &exact);
-            assert!(d <= 1e-4, "F32 cache, FA off: max |Δlogit| {d} (image {}, adapter {adapted})", img.is_some());
+            assert!(
+                d <= 1e-4,
+                "F32 cache, FA off: max |Δlogit| {d} (image {}, adapter {adapted})",
+                img.is_some()
+            );
             worst_exact = worst_exact.max(d);
             let serving = ReferenceSettings {
                 kv_cache_type: KvCacheKind::F16,
                 flash_attention: common::settings().engine.flash_attention,
             };
-            let d = max_abs_diff(&ours, &f.reference_logits(ex, img, adapter, serving).unwrap());
+            let d = max_abs_diff(
+                &ours,
+                &f.reference_logits(ex, img, adapter, serving).unwrap(),
+            );
             worst_serving = worst_serving.max(d);
         }
     }
@@ -130,7 +168,10 @@ fn trainer_and_llama_cpp_logits_agree_with_and_without_image() {
     // mantissas (relative error ≈ 5e-4) before attention; over two layers and
     // logits of magnitude ≈ 5 that gives a few 1e-3. 2e-2 leaves headroom
     // without hiding a real mismatch (a wrong RoPE or norm moves logits by ≥ 0.1).
-    assert!(worst_serving <= 2e-2, "serving defaults: max |Δlogit| {worst_serving}");
+    assert!(
+        worst_serving <= 2e-2,
+        "serving defaults: max |Δlogit| {worst_serving}"
+    );
     eprintln!("max |Δlogit|: exact settings {worst_exact:e}, serving defaults {worst_serving:e}");
 }
 
@@ -148,9 +189,19 @@ fn training_lowers_the_loss_deterministically_and_reaches_every_tensor() {
     let report_b = trainer::train(&base, &mut b, &examples, &cfg, |_, _, _| {}).unwrap();
     let after = trainer::mean_loss(&base, Some(&a), &examples).unwrap();
     assert!(after < before * 0.5, "loss {before} → {after}");
-    assert_eq!(report_a.epoch_losses, report_b.epoch_losses, "same seed, same losses");
+    assert_eq!(
+        report_a.epoch_losses, report_b.epoch_losses,
+        "same seed, same losses"
+    );
     for ((na, ta), (_, tb)) in a.named_tensors().iter().zip(b.named_tensors()) {
-        let d = (ta - &tb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (ta - &tb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0, "{na} differs between runs with the same seed");
     }
     let other = trained(&base, &examples, 4);
@@ -164,7 +215,10 @@ fn training_lowers_the_loss_deterministically_and_reaches_every_tensor() {
     let norms = trainer::gradient_norms(&base, &a, &examples).unwrap();
     assert_eq!(norms.len(), 2 * 4 * base.config.n_layer);
     for (name, norm) in &norms {
-        assert!(*norm > 0.0 && norm.is_finite(), "{name} got gradient norm {norm}");
+        assert!(
+            *norm > 0.0 && norm.is_finite(),
+            "{name} got gradient norm {norm}"
+        );
     }
 }
 
@@ -191,7 +245,10 @@ fn peft_adapter_imports_and_llama_cpp_applies_it_like_the_trainers_own() {
             Projection::O => "o_proj",
         };
         let ab = if is_a { "A" } else { "B" };
-        tensors.insert(format!("base_model.model.model.layers.{layer}.self_attn.{module}.lora_{ab}.weight"), t);
+        tensors.insert(
+            format!("base_model.model.model.layers.{layer}.self_attn.{module}.lora_{ab}.weight"),
+            t,
+        );
     }
     candle_core::safetensors::save(&tensors, peft_dir.join("adapter_model.safetensors")).unwrap();
     std::fs::write(
@@ -207,12 +264,25 @@ fn peft_adapter_imports_and_llama_cpp_applies_it_like_the_trainers_own() {
 
     let image = common::decoded(21);
     let emb = Arc::new(f.encode_image(&image).unwrap());
-    let ex = f.example(Some(emb), &[], "Has this face been forged?", "Yes.").unwrap();
-    let by_own = f.reference_logits(&ex, Some(&image), Some((own.as_path(), 1.0)), EXACT).unwrap();
-    let by_imported = f.reference_logits(&ex, Some(&image), Some((converted.as_path(), 1.0)), EXACT).unwrap();
-    assert_eq!(max_abs_diff(&by_own, &by_imported), 0.0, "imported adapter applies exactly as the trainer's own");
+    let ex = f
+        .example(Some(emb), &[], "Has this face been forged?", "Yes.")
+        .unwrap();
+    let by_own = f
+        .reference_logits(&ex, Some(&image), Some((own.as_path(), 1.0)), EXACT)
+        .unwrap();
+    let by_imported = f
+        .reference_logits(&ex, Some(&image), Some((converted.as_path(), 1.0)), EXACT)
+        .unwrap();
+    assert_eq!(
+        max_abs_diff(&by_own, &by_imported),
+        0.0,
+        "imported adapter applies exactly as the trainer's own"
+    );
     let base_only = f.reference_logits(&ex, Some(&image), None, EXACT).unwrap();
-    assert!(max_abs_diff(&by_own, &base_only) > 1e-3, "the adapter changes the logits");
+    assert!(
+        max_abs_diff(&by_own, &base_only) > 1e-3,
+        "the adapter changes the logits"
+    );
     let ours = trainer_rows(&base, Some(&lora), &ex);
     assert!(max_abs_diff(&ours, &by_imported) <= 1e-4);
 }

@@ -2,7 +2,8 @@
 //! answers at once with a constant verdict, so a benchmark measures the
 //! Kafka + Postgres path alone. Never used to serve verdicts.
 
-use super::{Analysis, AnalysisRequest, Backend, EngineError, EngineTimings};
+use super::{AdapterSpec, Analysis, AnalysisRequest, Backend, EngineError, EngineTimings};
+use crate::verdict::AdapterIdentity;
 use crate::verdict::{ModelIdentity, TypeScores};
 
 #[derive(Default)]
@@ -23,6 +24,21 @@ impl Backend for InstantBackend {
                 adapter: None,
             },
             timings: EngineTimings::default(),
+        })
+    }
+
+    async fn set_adapter(
+        &self,
+        adapter: Option<AdapterSpec>,
+    ) -> Result<ModelIdentity, EngineError> {
+        Ok(ModelIdentity {
+            base_sha256: "instant-benchmark-backend".into(),
+            mmproj_sha256: "instant-benchmark-backend".into(),
+            adapter: adapter.map(|a| AdapterIdentity {
+                id: a.id,
+                sha256: String::new(),
+                scale: a.scale,
+            }),
         })
     }
 }

@@ -249,6 +249,12 @@ pub trait Backend: Send + Sync {
         &self,
         request: AnalysisRequest,
     ) -> impl std::future::Future<Output = Result<Analysis, EngineError>> + Send;
+
+    /// Replaces the adapter once in-flight requests finish; later ones wait.
+    fn set_adapter(
+        &self,
+        adapter: Option<AdapterSpec>,
+    ) -> impl std::future::Future<Output = Result<ModelIdentity, EngineError>> + Send;
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -279,7 +285,7 @@ impl Engine {
     }
 
     /// Replaces the active adapter (or removes it) once in-flight work is done.
-    pub async fn set_adapter(
+    pub async fn swap_adapter(
         &self,
         adapter: Option<AdapterSpec>,
     ) -> Result<ModelIdentity, EngineError> {
@@ -304,5 +310,12 @@ impl Backend for Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn set_adapter(
+        &self,
+        adapter: Option<AdapterSpec>,
+    ) -> Result<ModelIdentity, EngineError> {
+        self.swap_adapter(adapter).await
     }
 }

@@ -2,6 +2,10 @@
 //! idempotent, keyed by `request_id` (verdicts) or by the source offset
 //! (rejections), so redelivered messages never double a row.
 
+mod learning;
+
+pub use learning::{AdapterRow, CorrectionRow, CorrectionWrite, NewAdapter, RegistryError};
+
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};

@@ -87,7 +87,8 @@ fn meta_f32(content: &Content, key: &str, default: f32) -> f32 {
 
 impl BaseModel {
     pub fn load(path: &Path, device: &Device) -> Result<BaseModel, TrainError> {
-        let base_err = |e: &dyn std::fmt::Display| TrainError::Base(format!("{}: {e}", path.display()));
+        let base_err =
+            |e: &dyn std::fmt::Display| TrainError::Base(format!("{}: {e}", path.display()));
         let mut file = File::open(path).map_err(|e| base_err(&e))?;
         let content = Content::read(&mut file).map_err(|e| base_err(&e))?;
         let architecture = match content.metadata.get("general.architecture") {
@@ -107,10 +108,15 @@ impl BaseModel {
             n_embd,
             n_layer: meta_u32(&content, &format!("{a}.block_count"))?,
             n_head,
-            n_head_kv: meta_u32(&content, &format!("{a}.attention.head_count_kv")).unwrap_or(n_head),
+            n_head_kv: meta_u32(&content, &format!("{a}.attention.head_count_kv"))
+                .unwrap_or(n_head),
             n_ff: meta_u32(&content, &format!("{a}.feed_forward_length"))?,
             n_vocab: 0,
-            eps: meta_f32(&content, &format!("{a}.attention.layer_norm_rms_epsilon"), 1e-5),
+            eps: meta_f32(
+                &content,
+                &format!("{a}.attention.layer_norm_rms_epsilon"),
+                1e-5,
+            ),
             rope_base: meta_f32(&content, &format!("{a}.rope.freq_base"), 10_000.0),
         };
         let head_dim = config.head_dim();
@@ -193,8 +199,16 @@ impl BaseModel {
             let heads = |t: Tensor, nh: usize| -> Result<Tensor, TrainError> {
                 Ok(t.reshape((1, n, nh, hd))?.transpose(1, 2)?.contiguous()?)
             };
-            let q = rope_i_slow(&heads(proj(Projection::Q, &layer.wq)?, c.n_head)?, &cos, &sin)?;
-            let k = rope_i_slow(&heads(proj(Projection::K, &layer.wk)?, c.n_head_kv)?, &cos, &sin)?;
+            let q = rope_i_slow(
+                &heads(proj(Projection::Q, &layer.wq)?, c.n_head)?,
+                &cos,
+                &sin,
+            )?;
+            let k = rope_i_slow(
+                &heads(proj(Projection::K, &layer.wk)?, c.n_head_kv)?,
+                &cos,
+                &sin,
+            )?;
             let v = heads(proj(Projection::V, &layer.wv)?, c.n_head_kv)?;
             let (k, v) = (repeat_kv(k, group)?, repeat_kv(v, group)?);
             let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;

@@ -290,16 +290,16 @@ mod mtmd_shim {
     use super::TrainError;
 
     const _: () = assert!(
-        std::mem::size_of::<MtmdContext>() == std::mem::size_of::<*mut llama_cpp_sys_2::mtmd_context>()
+        std::mem::size_of::<MtmdContext>()
+            == std::mem::size_of::<*mut llama_cpp_sys_2::mtmd_context>()
     );
 
     pub fn output_embeddings(ctx: &MtmdContext, len: usize) -> Result<Vec<f32>, TrainError> {
         // SAFETY: MtmdContext is exactly one pointer wide (asserted above) and
         // its only field is the context pointer, so it lies at offset 0. The
         // pointer is valid while `ctx` is borrowed; mtmd only reads here.
-        let raw = unsafe {
-            *(ctx as *const MtmdContext as *const *mut llama_cpp_sys_2::mtmd_context)
-        };
+        let raw =
+            unsafe { *(ctx as *const MtmdContext as *const *mut llama_cpp_sys_2::mtmd_context) };
         // SAFETY: after a successful encode_chunk, mtmd_get_output_embd points
         // at n_tokens × n_embd floats owned by the context.
         let data = unsafe { llama_cpp_sys_2::mtmd_get_output_embd(raw) };

@@ -163,7 +163,13 @@ impl LoraSet {
                 let keep = 1.0 - rate;
                 let mut rng = rng.borrow_mut();
                 let mask: Vec<f32> = (0..x.elem_count())
-                    .map(|_| if rng.gen::<f32>() < keep { 1.0 / keep } else { 0.0 })
+                    .map(|_| {
+                        if rng.gen::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect();
                 (x * Tensor::from_vec(mask, x.shape(), x.device())?)?
             }
@@ -175,12 +181,20 @@ impl LoraSet {
 
     /// Reads an adapter GGUF whose tensors are all attention LoRAs of
     /// `config`'s shape (to continue training from a parent adapter).
-    pub fn from_gguf(path: &Path, config: &BaseConfig, device: &Device) -> Result<LoraSet, TrainError> {
+    pub fn from_gguf(
+        path: &Path,
+        config: &BaseConfig,
+        device: &Device,
+    ) -> Result<LoraSet, TrainError> {
         let adapter = read_adapter(path, device)?;
-        let mut pairs: BTreeMap<(usize, Projection), (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
+        let mut pairs: BTreeMap<(usize, Projection), (Option<Tensor>, Option<Tensor>)> =
+            BTreeMap::new();
         for (name, t) in adapter.tensors {
             let parsed = parse_lora_name(&name).ok_or_else(|| {
-                TrainError::Adapter(format!("{}: `{name}` is not an attention LoRA tensor", path.display()))
+                TrainError::Adapter(format!(
+                    "{}: `{name}` is not an attention LoRA tensor",
+                    path.display()
+                ))
             })?;
             let (layer, p, is_a) = parsed;
             let slot = pairs.entry((layer, p)).or_default();
@@ -194,19 +208,35 @@ impl LoraSet {
         let mut out = BTreeMap::new();
         for ((l, p), (a, b)) in pairs {
             let (Some(a), Some(b)) = (a, b) else {
-                return Err(TrainError::Adapter(format!("layer {l} {p:?}: lora_a or lora_b missing")));
+                return Err(TrainError::Adapter(format!(
+                    "layer {l} {p:?}: lora_a or lora_b missing"
+                )));
             };
             rank = a.dim(0)?;
-            if l >= config.n_layer || a.dims() != [rank, config.n_embd] || b.dims() != [config.out_dim(p), rank] {
+            if l >= config.n_layer
+                || a.dims() != [rank, config.n_embd]
+                || b.dims() != [config.out_dim(p), rank]
+            {
                 return Err(TrainError::Adapter(format!(
                     "layer {l} {p:?}: shapes {:?}/{:?} do not fit the base",
                     a.dims(),
                     b.dims()
                 )));
             }
-            out.insert((l, p), Pair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)? });
+            out.insert(
+                (l, p),
+                Pair {
+                    a: Var::from_tensor(&a)?,
+                    b: Var::from_tensor(&b)?,
+                },
+            );
         }
-        Ok(LoraSet { rank, alpha: adapter.alpha, pairs: out, dropout: None })
+        Ok(LoraSet {
+            rank,
+            alpha: adapter.alpha,
+            pairs: out,
+            dropout: None,
+        })
     }
 }
 
@@ -238,8 +268,12 @@ pub fn read_adapter(path: &Path, device: &Device) -> Result<AdapterFile, TrainEr
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
-    if get_str("general.type").as_deref() != Some("adapter") || get_str("adapter.type").as_deref() != Some("lora") {
-        return Err(err(&"not a LoRA adapter GGUF (general.type / adapter.type)"));
+    if get_str("general.type").as_deref() != Some("adapter")
+        || get_str("adapter.type").as_deref() != Some("lora")
+    {
+        return Err(err(
+            &"not a LoRA adapter GGUF (general.type / adapter.type)",
+        ));
     }
     let alpha = content
         .metadata
@@ -275,15 +309,24 @@ pub fn write_adapter(
 ) -> Result<(), TrainError> {
     let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
     let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(architecture.into())),
+        (
+            "general.architecture".into(),
+            Value::String(architecture.into()),
+        ),
         ("general.type".into(), Value::String("adapter".into())),
         ("adapter.type".into(), Value::String("lora".into())),
         ("adapter.lora.alpha".into(), Value::F32(alpha)),
     ];
-    meta.extend(extra.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    meta.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
     let mut qs = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+        let t = t
+            .to_device(&Device::Cpu)?
+            .to_dtype(candle_core::DType::F32)?;
         qs.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32)?));
     }
     if let Some(dir) = path.parent() {

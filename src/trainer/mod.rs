@@ -96,7 +96,11 @@ impl Example {
     pub fn embeddings(&self, base: &BaseModel) -> Result<Tensor, TrainError> {
         let mut parts = vec![base.embed_tokens(&self.prefix)?];
         if let Some(img) = &self.image {
-            parts.push(Tensor::from_slice(&img.data, (img.n_tokens, img.n_embd), &base.device)?);
+            parts.push(Tensor::from_slice(
+                &img.data,
+                (img.n_tokens, img.n_embd),
+                &base.device,
+            )?);
         }
         if !self.suffix.is_empty() {
             parts.push(base.embed_tokens(&self.suffix)?);
@@ -124,7 +128,11 @@ pub fn answer_nll(
 }
 
 /// Mean answer-token loss over `examples`, without gradients.
-pub fn mean_loss(base: &BaseModel, lora: Option<&LoraSet>, examples: &[Example]) -> Result<f64, TrainError> {
+pub fn mean_loss(
+    base: &BaseModel,
+    lora: Option<&LoraSet>,
+    examples: &[Example],
+) -> Result<f64, TrainError> {
     let (mut total, mut n) = (0.0, 0);
     for ex in examples {
         let (nll, count) = answer_nll(base, lora, ex)?;

@@ -59,27 +59,45 @@ pub fn gguf_name(peft: &str) -> Option<String> {
 pub fn read_peft(dir: &Path) -> Result<ImportedAdapter, TrainError> {
     let cfg_path = dir.join("adapter_config.json");
     let st_path = dir.join("adapter_model.safetensors");
-    let err = |p: &Path, e: &dyn std::fmt::Display| TrainError::Adapter(format!("{}: {e}", p.display()));
+    let err =
+        |p: &Path, e: &dyn std::fmt::Display| TrainError::Adapter(format!("{}: {e}", p.display()));
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| err(&cfg_path, &e))?;
     let cfg: AdapterConfig = serde_json::from_str(&text).map_err(|e| err(&cfg_path, &e))?;
     if cfg.peft_type.as_deref().is_some_and(|t| t != "LORA") {
         return Err(err(&cfg_path, &"peft_type is not LORA"));
     }
     if cfg.use_dora || cfg.use_rslora {
-        return Err(err(&cfg_path, &"DoRA and rsLoRA adapters cannot be served by llama.cpp as plain LoRA"));
+        return Err(err(
+            &cfg_path,
+            &"DoRA and rsLoRA adapters cannot be served by llama.cpp as plain LoRA",
+        ));
     }
     if cfg.r == 0 {
         return Err(err(&cfg_path, &"r is 0"));
     }
-    let loaded = candle_core::safetensors::load(&st_path, &Device::Cpu).map_err(|e| err(&st_path, &e))?;
+    let loaded =
+        candle_core::safetensors::load(&st_path, &Device::Cpu).map_err(|e| err(&st_path, &e))?;
     let mut tensors = BTreeMap::new();
     for (name, t) in loaded {
-        let target = gguf_name(&name)
-            .ok_or_else(|| err(&st_path, &format!("unsupported tensor `{name}` (LLaMA q/k/v/o/gate/up/down LoRA only)")))?;
-        let t = t.to_dtype(candle_core::DType::F32).map_err(|e| err(&st_path, &e))?;
+        let target = gguf_name(&name).ok_or_else(|| {
+            err(
+                &st_path,
+                &format!("unsupported tensor `{name}` (LLaMA q/k/v/o/gate/up/down LoRA only)"),
+            )
+        })?;
+        let t = t
+            .to_dtype(candle_core::DType::F32)
+            .map_err(|e| err(&st_path, &e))?;
         let expect_rank_dim = if target.ends_with("lora_a") { 0 } else { 1 };
         if t.rank() != 2 || t.dim(expect_rank_dim).ok() != Some(cfg.r) {
-            return Err(err(&st_path, &format!("`{name}` has shape {:?}, expected rank {} on dim {expect_rank_dim}", t.dims(), cfg.r)));
+            return Err(err(
+                &st_path,
+                &format!(
+                    "`{name}` has shape {:?}, expected rank {} on dim {expect_rank_dim}",
+                    t.dims(),
+                    cfg.r
+                ),
+            ));
         }
         tensors.insert(target, t);
     }
@@ -117,6 +135,9 @@ mod tests {
             Some("blk.10.ffn_down.weight.lora_b")
         );
         assert_eq!(gguf_name("base_model.model.lm_head.lora_A.weight"), None);
-        assert_eq!(gguf_name("base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight"), None);
+        assert_eq!(
+            gguf_name("base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight"),
+            None
+        );
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     pub dead_lettered: IntCounterVec,
     pub retries: IntCounterVec,
+    pub corrections: IntCounterVec,
     pub in_flight: IntGauge,
     pub write_batch_size: Histogram,
     pub stage_seconds: HistogramVec,
@@ -56,6 +57,14 @@ impl Metrics {
             &["stage"],
         )
         .expect("constant metric definition");
+        let corrections = IntCounterVec::new(
+            Opts::new(
+                "dfa_corrections_total",
+                "Feedback messages stored, by what they did (inserted, superseded, unchanged)",
+            ),
+            &["outcome"],
+        )
+        .expect("constant metric definition");
         let in_flight = IntGauge::new("dfa_requests_in_flight", "Requests being processed")
             .expect("constant metric definition");
         let write_batch_size = Histogram::with_opts(
@@ -78,6 +87,7 @@ impl Metrics {
             duplicates,
             dead_lettered,
             retries,
+            corrections,
             in_flight,
             write_batch_size,
             stage_seconds,
@@ -89,6 +99,7 @@ impl Metrics {
             Box::new(m.duplicates.clone()),
             Box::new(m.dead_lettered.clone()),
             Box::new(m.retries.clone()),
+            Box::new(m.corrections.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.write_batch_size.clone()),
             Box::new(m.stage_seconds.clone()),

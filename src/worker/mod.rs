@@ -5,6 +5,8 @@
 //! partition. Effects are idempotent by `request_id`, so redelivery after a
 //! crash yields one row and an identical result message.
 
+pub mod adapters;
+pub mod feedback;
 pub mod fetch;
 pub mod kafka;
 pub mod metrics;
@@ -164,9 +166,19 @@ pub async fn run<B: Backend + 'static>(
             Duration::from_millis(w.fetch_timeout_ms),
             settings.image.max_bytes,
         ),
+        images: crate::image_store::ImageStore::new(&settings.image_store.dir),
         metrics: metrics.clone(),
         settings: settings.clone(),
         cancel: abandon.clone(),
+    });
+    let follower = settings.adapters.follow_registry.then(|| {
+        tokio::spawn(adapters::follow_registry(
+            processor.store.clone(),
+            processor.backend.clone(),
+            settings.clone(),
+            None,
+            stop.clone(),
+        ))
     });
 
     let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::default()));
@@ -188,9 +200,9 @@ pub async fn run<B: Backend + 'static>(
             .context("creating the consumer")?,
     );
     consumer
-        .subscribe(&[&k.requests_topic])
+        .subscribe(&[&k.requests_topic, &k.feedback_topic])
         .context("subscribing")?;
-    tracing::info!(topic = %k.requests_topic, group = %k.group_id, "worker consuming");
+    tracing::info!(requests = %k.requests_topic, feedback = %k.feedback_topic, group = %k.group_id, "worker consuming");
 
     let max_in_flight = w.max_in_flight;
     let mut paused = false;
@@ -267,6 +279,9 @@ pub async fn run<B: Backend + 'static>(
     .await
     .context("flush thread")?
     .context("flushing the producer")?;
+    if let Some(f) = follower {
+        f.abort();
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::feedback::parse_feedback;
 use super::fetch::Fetcher;
 use super::kafka::{Publisher, HEADER_TRACEPARENT};
 use super::metrics::Metrics;
@@ -20,8 +21,9 @@ use super::trace;
 use super::writer::{WriteError, Writer};
 use crate::analyze::{analyze_bytes, AnalyzeError};
 use crate::engine::{Backend, EngineError, Tasks};
+use crate::image_store::ImageStore;
 use crate::settings::Settings;
-use crate::store::{NewVerdict, Source, Store};
+use crate::store::{CorrectionWrite, NewVerdict, Source, Store};
 use crate::verdict::Verdict;
 
 /// A consumed message, owned so it can outlive the consumer's buffer.
@@ -75,6 +77,7 @@ pub struct Processor<B> {
     pub writer: Writer,
     pub publisher: Publisher,
     pub fetcher: Fetcher,
+    pub images: ImageStore,
     pub metrics: Metrics,
     pub settings: Settings,
     pub cancel: tokio_util::sync::CancellationToken,
@@ -120,6 +123,9 @@ impl<B: Backend> Processor<B> {
 
     async fn process(&self, msg: &Incoming, traceparent: Option<&str>) -> Result<Outcome, Reject> {
         let s = &self.settings;
+        if msg.source.topic == s.kafka.feedback_topic {
+            return self.process_feedback(msg).await;
+        }
         let request = {
             let _consume = tracing::info_span!("consume").entered();
             parse_request(&msg.payload, s.worker.allow_local_paths).map_err(|e| Reject {
@@ -160,6 +166,7 @@ impl<B: Backend> Processor<B> {
             s.analysis.explain_threshold,
             request.questions.clone(),
         );
+        let kept = bytes.clone();
         let verdict = analyze_bytes(
             self.backend.as_ref(),
             request.request_id,
@@ -177,6 +184,14 @@ impl<B: Backend> Processor<B> {
             Err(AnalyzeError::Engine(EngineError::Stopped)) => return Ok(Outcome::Abandoned),
             Err(e) => return Err(reject(e.kind(), e.to_string())),
         };
+
+        // Kept before the verdict is stored, so every verdict's image can be
+        // trained on once a reviewer corrects it.
+        self.images
+            .put(&image_sha256, &kept)
+            .await
+            .map_err(|e| reject("image_store", e.to_string()))?;
+        drop(kept);
 
         let source_ref = request.image.reference();
         let result = serde_json::to_string(&ResultMessage {
@@ -217,6 +232,56 @@ impl<B: Backend> Processor<B> {
             .publish(&request, &stored, traceparent)
             .await
             .unwrap_or(Outcome::Abandoned))
+    }
+
+    async fn process_feedback(&self, msg: &Incoming) -> Result<Outcome, Reject> {
+        let correction = parse_feedback(&msg.payload).map_err(|e| Reject {
+            request_id: None,
+            kind: e.kind(),
+            reason: e.to_string(),
+        })?;
+        tracing::Span::current()
+            .record("request_id", tracing::field::display(correction.request_id));
+        let mut delay = std::time::Duration::from_millis(self.settings.worker.retry_initial_ms);
+        let max = std::time::Duration::from_millis(self.settings.worker.retry_max_ms);
+        loop {
+            match self.store.upsert_correction(&correction, &msg.source).await {
+                Ok(CorrectionWrite::UnknownRequest) => {
+                    return Err(Reject {
+                        request_id: Some(correction.request_id),
+                        kind: "unknown_request",
+                        reason: format!("no verdict with request_id {}", correction.request_id),
+                    })
+                }
+                Ok(write) => {
+                    tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
+                    self.metrics
+                        .corrections
+                        .with_label_values(&[write.as_str()])
+                        .inc();
+                    return Ok(Outcome::Done);
+                }
+                Err(e) if e.is_transient() => {
+                    self.metrics
+                        .retries
+                        .with_label_values(&["store_correction"])
+                        .inc();
+                    tracing::warn!(error = %e, "cannot store the correction; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => return Ok(Outcome::Abandoned),
+                    }
+                    delay = (delay * 2).min(max);
+                }
+                Err(e) => {
+                    return Err(Reject {
+                        request_id: Some(correction.request_id),
+                        kind: "database_rejected",
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
     }
 
     async fn find_existing(&self, request_id: Uuid) -> Option<String> {

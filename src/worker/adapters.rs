@@ -1,0 +1,103 @@
+//! Hot swap: the worker polls the adapter registry and switches the engine to
+//! the active adapter (or back, after a rollback) without a restart. The
+//! engine applies a swap between requests: in-flight work finishes first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{sha256_file, AdapterSpec, Backend};
+use crate::model_files::adapter_spec;
+use crate::settings::Settings;
+use crate::store::{AdapterRow, Store};
+
+/// Where a registry path points: relative paths live in the adapter store.
+pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        adapters_dir.join(p)
+    }
+}
+
+fn spec_of(row: &AdapterRow, dir: &Path) -> AdapterSpec {
+    AdapterSpec {
+        id: row.id.clone(),
+        path: resolve_adapter_path(dir, &row.path),
+        scale: row.scale,
+    }
+}
+
+/// Follows the registry until `stop`; `serving` is what the engine started with.
+pub async fn follow_registry<B: Backend>(
+    store: Store,
+    backend: Arc<B>,
+    settings: Settings,
+    mut serving: Option<AdapterSpec>,
+    stop: CancellationToken,
+) {
+    let dir = PathBuf::from(&settings.adapters.dir);
+    let configured = adapter_spec(&settings.model.adapter, settings.model.adapter_scale);
+    let poll = Duration::from_millis(settings.adapters.poll_ms.max(50));
+    // A file that failed verification or loading is not retried until the
+    // registry names something else.
+    let mut refused: Option<(String, String)> = None;
+    loop {
+        match store.active_adapter().await {
+            Ok(active) => {
+                let wanted = match &active {
+                    Some(row) => Some(spec_of(row, &dir)),
+                    None => configured.clone(),
+                };
+                let key = active.as_ref().map(|r| (r.id.clone(), r.sha256.clone()));
+                if wanted != serving && (key.is_none() || key != refused) {
+                    match swap(backend.as_ref(), wanted.clone(), active.as_ref()).await {
+                        Ok(()) => {
+                            tracing::info!(
+                                adapter = wanted.as_ref().map_or("none", |s| s.id.as_str()),
+                                "now serving adapter"
+                            );
+                            serving = wanted;
+                            refused = None;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot switch to the registry's active adapter; keeping the current one");
+                            refused = key;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "adapter registry unavailable; keeping the current adapter")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn swap<B: Backend>(
+    backend: &B,
+    spec: Option<AdapterSpec>,
+    row: Option<&AdapterRow>,
+) -> anyhow::Result<()> {
+    if let (Some(spec), Some(row)) = (&spec, row) {
+        // Serve only the bytes the registry evaluated.
+        let path = spec.path.clone();
+        let sha = tokio::task::spawn_blocking(move || sha256_file(&path)).await??;
+        if sha != row.sha256 {
+            anyhow::bail!(
+                "{}: sha256 {sha} differs from the registry's {}",
+                spec.path.display(),
+                row.sha256
+            );
+        }
+    }
+    backend.set_adapter(spec).await?;
+    Ok(())
+}

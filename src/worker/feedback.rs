@@ -1,0 +1,185 @@
+//! Feedback messages: a reviewer's correction of a stored verdict. Parsing
+//! and validation are pure; the worker stores the result idempotently.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::request::{RequestError, SCHEMA_VERSION};
+use crate::verdict::{Artifact, ForgeryType, Label};
+
+const MAX_REVIEWER_CHARS: usize = 200;
+const MAX_NOTE_CHARS: usize = 4000;
+const MAX_ARTIFACTS: usize = 32;
+
+/// A validated correction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    pub request_id: Uuid,
+    pub reviewer: String,
+    pub label: Label,
+    pub forgery_type: Option<ForgeryType>,
+    pub artifacts: Option<Vec<Artifact>>,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    schema_version: Option<serde_json::Value>,
+    request_id: Option<String>,
+    reviewer: Option<String>,
+    label: Option<Label>,
+    forgery_type: Option<ForgeryType>,
+    artifacts: Option<Vec<Artifact>>,
+    note: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> RequestError {
+    RequestError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Parses one feedback payload; errors carry the same kinds as requests'.
+pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
+    let wire: Wire = serde_json::from_slice(payload).map_err(|e| {
+        if e.is_data() {
+            invalid("feedback", e.to_string())
+        } else {
+            RequestError::InvalidJson(e.to_string())
+        }
+    })?;
+    // schema_version is optional here (1 when absent), but never another one.
+    if let Some(v) = wire.schema_version {
+        match v.as_u64() {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => return Err(RequestError::SchemaVersion(v)),
+            None => return Err(invalid("schema_version", "must be a positive integer")),
+        }
+    }
+    let request_id = wire
+        .request_id
+        .ok_or(RequestError::MissingField("request_id"))?;
+    let request_id = Uuid::parse_str(&request_id)
+        .map_err(|e| invalid("request_id", format!("not a UUID: {e}")))?;
+    let reviewer = wire
+        .reviewer
+        .ok_or(RequestError::MissingField("reviewer"))?;
+    if reviewer.trim().is_empty() || reviewer.chars().count() > MAX_REVIEWER_CHARS {
+        return Err(invalid(
+            "reviewer",
+            format!("must hold 1..{MAX_REVIEWER_CHARS} characters"),
+        ));
+    }
+    let label = wire.label.ok_or(RequestError::MissingField("label"))?;
+    let created_at = wire
+        .created_at
+        .ok_or(RequestError::MissingField("created_at"))?;
+    if label == Label::Real && wire.forgery_type.is_some() {
+        return Err(invalid("forgery_type", "a real face has no forgery type"));
+    }
+    if let Some(a) = &wire.artifacts {
+        if label == Label::Real && !a.is_empty() {
+            return Err(invalid("artifacts", "a real face has no forgery artifacts"));
+        }
+        if a.len() > MAX_ARTIFACTS
+            || a.iter()
+                .any(|x| x.region.trim().is_empty() || x.text.trim().is_empty())
+        {
+            return Err(invalid(
+                "artifacts",
+                format!("at most {MAX_ARTIFACTS} entries, each with a region and a text"),
+            ));
+        }
+    }
+    if wire
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+    {
+        return Err(invalid(
+            "note",
+            format!("at most {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    Ok(Correction {
+        request_id,
+        reviewer,
+        label,
+        forgery_type: wire.forgery_type,
+        artifacts: wire.artifacts.filter(|a| !a.is_empty()),
+        note: wire.note.filter(|n| !n.trim().is_empty()),
+        created_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "6f1c3a52-9a4e-4c9b-8d0e-2b7f9d1e4a10";
+
+    fn parse(json: serde_json::Value) -> Result<Correction, RequestError> {
+        parse_feedback(json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_full_correction_parses() {
+        let c = parse(serde_json::json!({
+            "request_id": ID, "reviewer": "ana", "label": "fake", "forgery_type": "face_swap",
+            "artifacts": [{"region": "eyes", "text": "mismatched reflections"}],
+            "note": "obvious blend line", "created_at": "2026-11-27T10:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(c.label, Label::Fake);
+        assert_eq!(c.forgery_type, Some(ForgeryType::FaceSwap));
+        assert_eq!(c.artifacts.unwrap()[0].region, "eyes");
+    }
+
+    #[test]
+    fn bad_feedback_is_rejected_by_field() {
+        let base = serde_json::json!({"request_id": ID, "reviewer": "ana", "label": "real", "created_at": "2026-11-27T10:00:00Z"});
+        assert!(parse(base.clone()).is_ok());
+        let with = |k: &str, v: serde_json::Value| {
+            let mut m = base.clone();
+            m[k] = v;
+            parse(m).unwrap_err()
+        };
+        assert!(matches!(
+            with("forgery_type", "face_swap".into()),
+            RequestError::InvalidField {
+                field: "forgery_type",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with("request_id", "nope".into()),
+            RequestError::InvalidField {
+                field: "request_id",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with("reviewer", " ".into()),
+            RequestError::InvalidField {
+                field: "reviewer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with("schema_version", 2.into()),
+            RequestError::SchemaVersion(2)
+        ));
+        assert_eq!(with("label", "maybe".into()).kind(), "invalid_field");
+        let mut m = base.clone();
+        m.as_object_mut().unwrap().remove("created_at");
+        assert!(matches!(
+            parse(m).unwrap_err(),
+            RequestError::MissingField("created_at")
+        ));
+        assert_eq!(parse_feedback(b"{nope").unwrap_err().kind(), "invalid_json");
+    }
+}
