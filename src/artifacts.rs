@@ -28,6 +28,17 @@ pub fn parse_artifacts(text: &str) -> Vec<Artifact> {
     items
 }
 
+/// The numbered-list form DFA-GPT writes and `parse_artifacts` reads back:
+/// what a reviewer's artifact list becomes as a training answer.
+pub fn render_artifacts(items: &[Artifact]) -> String {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}. **{}**: {}", i + 1, a.region.trim(), a.text.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn numbered_item(line: &str) -> Option<Artifact> {
     let digits = line.chars().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 {
@@ -62,6 +73,15 @@ fn numbered_item(line: &str) -> Option<Artifact> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_lists_parse_back() {
+        let items = vec![
+            Artifact { region: "Forehead".into(), text: "a blending seam.".into() },
+            Artifact { region: "Eyes".into(), text: "mismatched reflections.".into() },
+        ];
+        assert_eq!(parse_artifacts(&render_artifacts(&items)), items);
+    }
 
     #[test]
     fn parses_dfa_gpt_numbered_regions() {

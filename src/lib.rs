@@ -7,6 +7,7 @@ pub mod cli;
 pub mod engine;
 pub mod image_intake;
 pub mod image_store;
+pub mod learning;
 pub mod model_files;
 pub mod prompts;
 pub mod scoring;

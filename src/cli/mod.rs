@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod chat;
 mod models;
+mod retrain;
 mod setup;
 mod worker;
 
@@ -41,6 +42,15 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Apply the database migrations.
     Migrate,
+    /// Train a LoRA on reviewers' corrections (and a dataset), evaluate it
+    /// against the active adapter, and promote or reject it.
+    Retrain(retrain::RetrainArgs),
+    /// The adapter registry: list, promote, roll back.
+    #[command(subcommand)]
+    Adapters(retrain::AdaptersCommand),
+    /// LoRA adapters made elsewhere.
+    #[command(subcommand)]
+    Lora(retrain::LoraCommand),
 }
 
 /// `--adapter FILE | --no-adapter`; neither: the setting `model.adapter`.
@@ -79,6 +89,9 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => bench::run(&cli.config_dir, args).await,
             Command::Worker(args) => worker::run(&cli.config_dir, args).await,
             Command::Migrate => worker::migrate(&cli.config_dir).await,
+            Command::Retrain(args) => retrain::run_retrain(&cli.config_dir, args).await,
+            Command::Adapters(cmd) => retrain::run_adapters(&cli.config_dir, cmd).await,
+            Command::Lora(cmd) => retrain::run_lora(&cli.config_dir, cmd).await,
         }
     });
     match result {

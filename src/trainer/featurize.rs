@@ -184,6 +184,14 @@ impl Featurizer {
         })
     }
 
+    /// Loads an adapter file into llama.cpp once, to refuse files it rejects.
+    pub fn check_adapter(mut self, path: &Path) -> Result<(), TrainError> {
+        self.model
+            .lora_adapter_init(path)
+            .map(|_| ())
+            .map_err(|e| llama_err(&path.display().to_string(), &e))
+    }
+
     /// llama.cpp's logits at the rows the trainer scores (one per answer
     /// token), with the adapter file at `scale` applied when given.
     pub fn reference_logits(

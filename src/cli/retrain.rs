@@ -1,0 +1,149 @@
+//! `dfa retrain`, `dfa adapters list|promote|rollback`, `dfa lora import`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::setup::load_settings;
+use crate::engine::sha256_file;
+use crate::learning::retrain::{retrain, RetrainOptions};
+use crate::model_files::{resolve_model, tiny_model_warning};
+use crate::store::{NewAdapter, Store};
+use crate::trainer::lora::write_adapter;
+use crate::trainer::peft::read_peft;
+
+#[derive(Args)]
+pub struct RetrainArgs {
+    /// Also train on a LLaVA-format JSONL dataset (DFA-Instruct's format);
+    /// image paths are relative to the file.
+    #[arg(long, value_name = "FILE")]
+    dataset: Option<PathBuf>,
+    /// Fail on a bad dataset line instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Only report what would be trained and evaluated.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn run_retrain(config_dir: &Path, args: RetrainArgs) -> anyhow::Result<ExitCode> {
+    let (settings, prompts) = load_settings(config_dir)?;
+    let model = resolve_model(&settings, &prompts).context("preparing the generated test model")?;
+    if model.generated {
+        eprintln!("{}", tiny_model_warning(&model));
+    }
+    let opts = RetrainOptions {
+        dataset: args.dataset,
+        strict: args.strict,
+        dry_run: args.dry_run,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = retrain(&settings, &prompts, &model, &opts).await?;
+    eprintln!("dfa retrain: {}", report.message);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum AdaptersCommand {
+    /// The registry, oldest first, as JSON lines.
+    List,
+    /// Make an adapter active; running workers switch to it within seconds.
+    Promote { id: String },
+    /// Retire the active adapter and restore the one it replaced.
+    Rollback,
+}
+
+pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Result<ExitCode> {
+    let (settings, _) = load_settings(config_dir)?;
+    let store = Store::connect(&settings.database.url, 1).await.context("connecting to the database")?;
+    if settings.database.migrate_on_start {
+        store.migrate().await.context("running migrations")?;
+    }
+    match cmd {
+        AdaptersCommand::List => {
+            for row in store.list_adapters().await? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+        }
+        AdaptersCommand::Promote { id } => {
+            let row = store.adapter(&id).await?.ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
+            let path = crate::worker::adapters::resolve_adapter_path(Path::new(&settings.adapters.dir), &row.path);
+            let sha = sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+            if sha != row.sha256 {
+                anyhow::bail!("{}: sha256 {sha} differs from the registry's {}; not promoting", path.display(), row.sha256);
+            }
+            store.promote_adapter(&id, "promoted by an operator").await?;
+            eprintln!("dfa adapters: {id} is active");
+        }
+        AdaptersCommand::Rollback => {
+            let (retired, restored) = store.rollback_adapter().await?;
+            eprintln!(
+                "dfa adapters: {retired} retired; now serving {}",
+                restored.as_deref().unwrap_or("no adapter (model.adapter, if set)")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum LoraCommand {
+    /// Convert a PEFT LoRA (adapter_config.json + adapter_model.safetensors)
+    /// to a GGUF adapter in the adapter store and register it as a candidate.
+    Import {
+        /// The PEFT adapter directory.
+        dir: PathBuf,
+        /// Registry id (default: the directory name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<ExitCode> {
+    let LoraCommand::Import { dir, id } = cmd;
+    let (settings, prompts) = load_settings(config_dir)?;
+    let model = resolve_model(&settings, &prompts).context("preparing the generated test model")?;
+    let imported = read_peft(&dir)?;
+    let id = id.unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "imported".into())
+    });
+    let file_name = format!("{id}.gguf");
+    let path = Path::new(&settings.adapters.dir).join(&file_name);
+    let base_sha = sha256_file(&model.gguf).context("hashing the base model")?;
+    write_adapter(
+        &path,
+        "llama",
+        imported.alpha,
+        &imported.tensors,
+        &[("dfa.imported_from".into(), dir.display().to_string())],
+    )?;
+    // llama.cpp must accept it before it enters the registry.
+    let check = crate::trainer::featurize::Featurizer::load(&model.gguf, &model.mmproj, prompts, settings.model.chat_template, 1)?;
+    check.check_adapter(&path)?;
+    let store = Store::connect(&settings.database.url, 1).await.context("connecting to the database")?;
+    if settings.database.migrate_on_start {
+        store.migrate().await.context("running migrations")?;
+    }
+    store
+        .insert_adapter(&NewAdapter {
+            id: id.clone(),
+            path: file_name,
+            sha256: sha256_file(&path)?,
+            base_model_sha256: base_sha,
+            parent_id: None,
+            scale: 1.0,
+            origin: "import",
+            training_data: serde_json::json!({"imported_from": dir}),
+            hyper_parameters: serde_json::json!({"rank": imported.rank, "alpha": imported.alpha, "tensors": imported.tensors.len()}),
+        })
+        .await
+        .context("registering the adapter")?;
+    eprintln!("dfa lora import: {id} registered as a candidate ({}); promote it with `dfa adapters promote {id}`", path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! What training and evaluation work on: items (an image, supervised turns,
+//! and the label when known) built from reviewers' corrections or from a
+//! LLaVA-format dataset, the stable held-out split, and the replay sample.
+
+use std::path::PathBuf;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::artifacts::render_artifacts;
+use crate::prompts::{Prompts, Turn};
+use crate::store::CorrectionRow;
+use crate::verdict::{Artifact, ForgeryType, Label};
+
+/// Where an item's image is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageRef {
+    /// In the image store, by sha256.
+    Stored(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Origin {
+    Correction { request_id: Uuid, revision: i64, new: bool },
+    Dataset { line: usize },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Stable identity: decides the held-out split.
+    pub key: String,
+    pub origin: Origin,
+    pub image: ImageRef,
+    /// Supervised turns, each asked fresh about the image as the engine does
+    /// (a turn's history is the turns before it in a dataset conversation).
+    pub turns: Vec<Turn>,
+    pub history_per_turn: bool,
+    pub label: Option<Label>,
+    pub forgery_type: Option<ForgeryType>,
+}
+
+impl Item {
+    pub fn is_new_correction(&self) -> bool {
+        matches!(self.origin, Origin::Correction { new: true, .. })
+    }
+}
+
+/// The answer text for a yes/no prompt word ("Yes" → "Yes.").
+fn sentence(word: &str) -> String {
+    let w = word.trim();
+    if w.ends_with(['.', '!', '?']) {
+        w.to_string()
+    } else {
+        format!("{w}.")
+    }
+}
+
+pub fn forgery_type_from_str(s: &str) -> Option<ForgeryType> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+fn label_from_str(s: &str) -> Option<Label> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+/// The turns a label, type and artifact list teach, in the serving prompts.
+pub fn supervised_turns(
+    prompts: &Prompts,
+    label: Label,
+    forgery_type: Option<ForgeryType>,
+    artifacts: &[Artifact],
+) -> Vec<Turn> {
+    let fake = label == Label::Fake;
+    let mut turns = vec![Turn {
+        question: prompts.detection.question.clone(),
+        answer: sentence(if fake { &prompts.detection.yes } else { &prompts.detection.no }),
+    }];
+    if let (true, Some(t)) = (fake, forgery_type) {
+        let answers = prompts.classification.answers.as_array();
+        let i = ForgeryType::ALL.iter().position(|x| *x == t).unwrap_or(0);
+        turns.push(Turn {
+            question: prompts.classification.question.clone(),
+            answer: answers[i].to_string(),
+        });
+    }
+    if fake && !artifacts.is_empty() {
+        turns.push(Turn {
+            question: prompts.artifacts.question.clone(),
+            answer: render_artifacts(artifacts),
+        });
+    }
+    turns
+}
+
+/// A standing correction as a training item; `watermark` is the last
+/// revision the active adapter learned from.
+pub fn correction_item(row: &CorrectionRow, prompts: &Prompts, watermark: i64) -> Option<Item> {
+    let label = label_from_str(&row.label)?;
+    let forgery_type = row.forgery_type.as_deref().and_then(forgery_type_from_str);
+    let artifacts: Vec<Artifact> = row
+        .artifacts
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    Some(Item {
+        key: format!("correction:{}", row.request_id),
+        origin: Origin::Correction {
+            request_id: row.request_id,
+            revision: row.revision,
+            new: row.revision > watermark,
+        },
+        image: ImageRef::Stored(row.image_sha256.clone()),
+        turns: supervised_turns(prompts, label, forgery_type, &artifacts),
+        history_per_turn: false,
+        label: Some(label),
+        forgery_type,
+    })
+}
+
+/// True when the item belongs to the held-out split. A hash of the key, so
+/// the same item is held out in every run and never trained on.
+pub fn is_held_out(key: &str, fraction: f64) -> bool {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) as f64 / u64::MAX as f64) < fraction
+}
+
+/// The training set: every new item plus a seeded sample of old corrections,
+/// `ratio` per new one (all of them when fewer).
+pub fn with_replay(new: Vec<Item>, old: Vec<Item>, ratio: f64, seed: u64) -> (Vec<Item>, usize) {
+    let want = ((new.len() as f64) * ratio).ceil() as usize;
+    let mut old = old;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    old.shuffle(&mut rng);
+    old.truncate(want);
+    let replayed = old.len();
+    let mut all = new;
+    all.extend(old);
+    (all, replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(revision: i64, label: &str, ty: Option<&str>) -> CorrectionRow {
+        CorrectionRow {
+            revision,
+            request_id: Uuid::from_u128(revision as u128),
+            reviewer: "r".into(),
+            label: label.into(),
+            forgery_type: ty.map(str::to_string),
+            artifacts: Some(serde_json::json!([{"region": "Eyes", "text": "odd glints."}])),
+            note: None,
+            image_sha256: "ab".repeat(32),
+            verdict_label: "real".into(),
+        }
+    }
+
+    #[test]
+    fn corrections_teach_detection_type_and_artifacts() {
+        let p = Prompts::embedded();
+        let fake = correction_item(&row(5, "fake", Some("face_swap")), &p, 3).unwrap();
+        assert!(fake.is_new_correction());
+        assert_eq!(fake.turns.len(), 3);
+        assert_eq!(fake.turns[0].answer, "Yes.");
+        assert_eq!(fake.turns[1].answer, p.classification.answers.face_swap);
+        assert!(fake.turns[2].answer.starts_with("1. **Eyes**"));
+        let real = correction_item(&row(2, "real", None), &p, 3).unwrap();
+        assert!(!real.is_new_correction());
+        assert_eq!(real.turns.len(), 1);
+        assert_eq!(real.turns[0].answer, "No.");
+    }
+
+    #[test]
+    fn the_split_is_stable_and_near_its_fraction() {
+        let held = (0..2000).filter(|i| is_held_out(&format!("k{i}"), 0.2)).count();
+        assert!((300..500).contains(&held), "{held}");
+        assert_eq!(is_held_out("k7", 0.2), is_held_out("k7", 0.2));
+        assert!(!is_held_out("k7", 0.0));
+    }
+
+    #[test]
+    fn replay_samples_old_items_deterministically() {
+        let p = Prompts::embedded();
+        let items = |range: std::ops::Range<i64>| -> Vec<Item> {
+            range.map(|r| correction_item(&row(r, "real", None), &p, 100).unwrap()).collect()
+        };
+        let (a, n) = with_replay(items(200..204), items(0..50), 1.5, 9);
+        let (b, _) = with_replay(items(200..204), items(0..50), 1.5, 9);
+        assert_eq!(n, 6);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a, b);
+        let (_, all) = with_replay(items(200..204), items(0..3), 1.0, 9);
+        assert_eq!(all, 3);
+    }
+}
