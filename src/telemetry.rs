@@ -32,7 +32,9 @@ impl Drop for Telemetry {
 /// loaded (the command reports that itself).
 pub fn init(settings: Option<&TelemetrySettings>) -> Telemetry {
     let filter = EnvFilter::try_from_env("DFA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colours only on a terminal: log files and collectors get plain text.
     let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter);
     let provider = settings.and_then(provider);

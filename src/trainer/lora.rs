@@ -20,11 +20,14 @@ use super::TrainError;
 
 /// An attention projection a LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Projection {
+    #[serde(rename = "attn_q")]
     Q,
+    #[serde(rename = "attn_k")]
     K,
+    #[serde(rename = "attn_v")]
     V,
+    #[serde(rename = "attn_output")]
     O,
 }
 

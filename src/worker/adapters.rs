@@ -57,7 +57,7 @@ pub async fn follow_registry<B: Backend>(
                     match swap(backend.as_ref(), wanted.clone(), active.as_ref()).await {
                         Ok(()) => {
                             tracing::info!(
-                                adapter = wanted.as_ref().map_or("none", |s| s.id.as_str()),
+                                adapter = %wanted.as_ref().map_or("none", |s| s.id.as_str()),
                                 "now serving adapter"
                             );
                             serving = wanted;

@@ -35,8 +35,11 @@ pub struct Env {
     pub requests: String,
     pub results: String,
     pub dlq: String,
+    pub feedback: String,
     pub group: String,
     pub producer: FutureProducer,
+    /// This test's image store and adapter store live under here.
+    pub dir: std::path::PathBuf,
 }
 
 impl Env {
@@ -57,16 +60,17 @@ impl Env {
             .await
             .expect("migrations");
 
-        let (requests, results, dlq) = (
+        let (requests, results, dlq, feedback) = (
             format!("{name}.requests"),
             format!("{name}.results"),
             format!("{name}.dlq"),
+            format!("{name}.feedback"),
         );
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers())
             .create()
             .expect("admin client");
-        let topics: Vec<NewTopic> = [&requests, &results, &dlq]
+        let topics: Vec<NewTopic> = [&requests, &results, &dlq, &feedback]
             .iter()
             .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
             .collect();
@@ -82,8 +86,12 @@ impl Env {
             .set("acks", "all")
             .create()
             .expect("producer");
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        std::fs::create_dir_all(&dir).expect("test dir");
         Env {
             group: format!("{name}.workers"),
+            dir,
+            feedback,
             name,
             db_url,
             pool,
@@ -94,11 +102,11 @@ impl Env {
         }
     }
 
-    /// Starts `dfa worker` against this test's database and topics.
-    pub fn start_worker(&self, extra_env: &[(&str, &str)]) -> Worker {
+    /// A `dfa` command set up for this test's database, topics and stores.
+    pub fn dfa(&self, args: &[&str]) -> Command {
         super::tiny();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfa"));
-        cmd.arg("worker")
+        cmd.args(args)
             .env_remove("DFA_ENV")
             .env("DFA__MODEL__TINY_DIR", super::tiny_dir())
             .env("DFA__ENGINE__THREADS", "1")
@@ -110,14 +118,33 @@ impl Env {
             .env("DFA__KAFKA__REQUESTS_TOPIC", &self.requests)
             .env("DFA__KAFKA__RESULTS_TOPIC", &self.results)
             .env("DFA__KAFKA__DLQ_TOPIC", &self.dlq)
+            .env("DFA__KAFKA__FEEDBACK_TOPIC", &self.feedback)
+            .env("DFA__IMAGE_STORE__DIR", self.dir.join("images"))
+            .env("DFA__ADAPTERS__DIR", self.dir.join("adapters"))
+            .env("DFA__ADAPTERS__POLL_MS", "300")
             .env("DFA__KAFKA__SESSION_TIMEOUT_MS", "6000")
             .env("DFA__DATABASE__URL", &self.db_url)
             .env("DFA__DATABASE__MIGRATE_ON_START", "true")
             .env("DFA__WORKER__METRICS_ADDR", "127.0.0.1:0")
             .env("DFA__WORKER__FETCH_TIMEOUT_MS", "2000")
             .env("DFA__WORKER__RETRY_MAX_MS", "1000")
-            .env("DFA_LOG", "info")
-            .stdout(Stdio::null());
+            .env("DFA_LOG", "info");
+        cmd
+    }
+
+    /// Runs a `dfa` command to completion.
+    pub fn run_dfa(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = self.dfa(args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run dfa")
+    }
+
+    /// Starts `dfa worker` against this test's database and topics.
+    pub fn start_worker(&self, extra_env: &[(&str, &str)]) -> Worker {
+        let mut cmd = self.dfa(&["worker"]);
+        cmd.stdout(Stdio::null());
         let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "{}-{}.log",
             self.name,
@@ -134,6 +161,16 @@ impl Env {
             child: Some(child),
             log,
         }
+    }
+
+    pub async fn produce_feedback(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(&self.feedback).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce feedback");
     }
 
     pub async fn produce(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
