@@ -227,17 +227,133 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
         .unwrap();
     assert_eq!(status, "rejected");
 
-    // 6. Rollback: the workers return to the base model.
+    // 6. Rollback while requests are in flight: none is lost or failed, and
+    // the workers return to the base model.
+    let busy = cases(0xB5, 12, 7000);
+    analyse(&env, &busy, 0).await;
     let out = env.run_dfa(&["adapters", "rollback"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(active_adapter(&env).await, None);
     wait_for_log(&worker, "now serving adapter adapter=none").await;
+    wait_verdicts(&env, 92).await;
     let last = analyse(&env, &unseen[..1], 2).await;
-    wait_verdicts(&env, 81).await;
+    wait_verdicts(&env, 93).await;
+    assert_eq!(env.count("SELECT count(*) FROM rejected_requests").await, 0, "nothing dead-lettered");
     let v = verdicts(&env).await;
     assert_eq!(v[&last[0]].1, None, "after rollback no adapter is applied");
     let listed = env.run_dfa(&["adapters", "list"], &[]);
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("\"status\":\"retired\"") && text.contains("\"status\":\"rejected\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_is_stored_once_superseded_by_later_and_bad_feedback_is_dead_lettered() {
+    let env = Env::new("feedback").await;
+    let _worker = env.start_worker(&[]);
+    let known = cases(0xFE, 1, 1);
+    analyse(&env, &known, 0).await;
+    wait_verdicts(&env, 1).await;
+    let id = known[0].id;
+    // The same correction twice, an older one late, then a newer one.
+    env.produce_feedback("k", &correction(id, true, 10)).await;
+    env.produce_feedback("k", &correction(id, true, 10)).await;
+    env.produce_feedback("k", &correction(id, false, 5)).await;
+    let unknown = Uuid::from_u128(42);
+    env.produce_feedback("k", &correction(unknown, true, 10)).await;
+    env.produce_feedback("k", b"{not json").await;
+    env.produce_feedback("k", br#"{"request_id":"00000000-0000-0000-0000-000000000001","reviewer":"r","label":"real","forgery_type":"face_swap","created_at":"2026-11-27T10:00:00Z"}"#).await;
+    env.produce_feedback("k", &correction(id, false, 20)).await;
+
+    let dead = env.read_topic(&env.dlq, 3, Duration::from_secs(60)).await;
+    assert_eq!(dead.len(), 3);
+    let mut kinds: Vec<&str> = dead.iter().map(|m| m.headers["dfa-error-kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["invalid_field", "invalid_json", "unknown_request"]);
+    let unknown_dl = dead.iter().find(|m| m.headers["dfa-error-kind"] == "unknown_request").unwrap();
+    assert!(unknown_dl.headers["dfa-error-reason"].contains(&unknown.to_string()));
+    assert_eq!(unknown_dl.headers["dfa-original-topic"], env.feedback);
+    env.wait_count("SELECT count(*) FROM rejected_requests", 3, Duration::from_secs(30)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as("SELECT label, created_at FROM corrections").fetch_all(&env.pool).await.unwrap();
+        if rows.len() == 1 && rows[0].0 == "real" {
+            assert_eq!(rows[0].1.to_rfc3339(), "2026-11-27T10:20:00+00:00");
+            break;
+        }
+        assert!(Instant::now() < deadline, "corrections: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn write_dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut lines = Vec::new();
+    for (i, c) in cases(0xDA, 10, 300).iter().enumerate() {
+        let name = format!("images/{i}.png");
+        std::fs::write(dir.join(&name), png(&c.picture)).unwrap();
+        let answer = if c.fake { "Yes." } else { "No." };
+        lines.push(serde_json::json!({
+            "id": format!("item-{i}"), "image": name,
+            "conversations": [
+                {"from": "human", "value": "<image>\nHas this face been forged?"},
+                {"from": "gpt", "value": answer}
+            ]
+        }).to_string());
+        if i == 2 {
+            lines.push(r#"{"id": "broken", "image": "x.png", "conversations": [{"from": "human""#.into());
+        }
+    }
+    lines.push(serde_json::json!({
+        "id": "gone", "image": "images/missing.png",
+        "conversations": [{"from": "human", "value": "<image>\nHas this face been forged?"}, {"from": "gpt", "value": "No."}]
+    }).to_string());
+    let path = dir.join("dfa-instruct.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
+    let env = Env::new("retrain_input").await;
+    // No corrections at all: nothing to train, exit 0.
+    let (report, stderr) = retrain(&env, &[], &[]);
+    assert_eq!(report["outcome"], "nothing_to_train");
+    assert!(stderr.contains("nothing to train: no new corrections"), "{stderr}");
+
+    let dataset = write_dataset(&env.dir);
+    let ds = dataset.to_str().unwrap();
+    // --strict: the corrupt line is fatal and named.
+    let out = env.run_dfa(&["retrain", "--dataset", ds, "--strict"], &TRAIN_ENV);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 4:") && stderr.contains("--strict"), "{stderr}");
+    assert_eq!(env.count("SELECT count(*) FROM adapters").await, 0);
+
+    // --dry-run: reports the plan, trains nothing.
+    let (report, _) = retrain(&env, &["--dataset", ds, "--dry-run"], &[]);
+    assert_eq!(report["outcome"], "dry_run");
+    assert_eq!(report["dataset_items"], 11);
+    assert_eq!(env.count("SELECT count(*) FROM adapters").await, 0);
+
+    // Default: the bad line and the missing image are reported and skipped;
+    // a DFA-GPT-style adapter is trained from the dataset alone.
+    let (report, stderr) = retrain(&env, &["--dataset", ds], &[]);
+    assert!(stderr.contains("line 4:") && stderr.contains("(skipped)"), "{stderr}");
+    assert!(stderr.contains("missing.png"), "{stderr}");
+    let skipped = report["skipped"].as_array().unwrap();
+    assert!(skipped.iter().any(|s| s.as_str().unwrap().contains("missing.png")));
+    assert!(["promoted", "rejected"].contains(&report["outcome"].as_str().unwrap()), "{report:#}");
+    let losses = report["train"]["epoch_losses"].as_array().unwrap();
+    assert!(losses.last().unwrap().as_f64() < losses[0].as_f64(), "{losses:?}");
+    let row: (String, serde_json::Value) = sqlx::query_as("SELECT origin, training_data FROM adapters")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.0, "retrain");
+    assert_eq!(row.1["dataset"]["items"], 11);
+    assert!(row.1["dataset"]["sha256"].as_str().unwrap().len() == 64);
 }
