@@ -77,8 +77,14 @@ mod tests {
     #[test]
     fn rendered_lists_parse_back() {
         let items = vec![
-            Artifact { region: "Forehead".into(), text: "a blending seam.".into() },
-            Artifact { region: "Eyes".into(), text: "mismatched reflections.".into() },
+            Artifact {
+                region: "Forehead".into(),
+                text: "a blending seam.".into(),
+            },
+            Artifact {
+                region: "Eyes".into(),
+                text: "mismatched reflections.".into(),
+            },
         ];
         assert_eq!(parse_artifacts(&render_artifacts(&items)), items);
     }

@@ -20,12 +20,24 @@ use uuid::Uuid;
 fn class_picture(fake: bool, seed: u64) -> RgbImage {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let base: [i32; 3] = if fake { [205, 70, 60] } else { [60, 80, 205] };
-    let (cx, cy, r) = (rng.gen_range(8..40), rng.gen_range(8..40), rng.gen_range(4..12));
-    let blob: [i32; 3] = [rng.gen_range(0..256), rng.gen_range(0..256), rng.gen_range(0..256)];
+    let (cx, cy, r) = (
+        rng.gen_range(8..40),
+        rng.gen_range(8..40),
+        rng.gen_range(4..12),
+    );
+    let blob: [i32; 3] = [
+        rng.gen_range(0..256),
+        rng.gen_range(0..256),
+        rng.gen_range(0..256),
+    ];
     RgbImage::from_fn(48, 48, |x, y| {
         let inside = (x as i32 - cx).pow(2) + (y as i32 - cy).pow(2) < r * r;
         let mut px = |c: usize| {
-            let v = if inside { blob[c] } else { base[c] + rng.gen_range(-45..45) };
+            let v = if inside {
+                blob[c]
+            } else {
+                base[c] + rng.gen_range(-45..45)
+            };
             v.clamp(0, 255) as u8
         };
         image::Rgb([px(0), px(1), px(2)])
@@ -80,24 +92,29 @@ async fn analyse(env: &Env, cases: &[Case], salt: u128) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for c in cases {
         let id = Uuid::from_u128(c.id.as_u128() ^ (salt << 120));
-        env.produce(&id.to_string(), &request(id, &c.picture), &[]).await;
+        env.produce(&id.to_string(), &request(id, &c.picture), &[])
+            .await;
         ids.push(id);
     }
     ids
 }
 
 async fn verdicts(env: &Env) -> HashMap<Uuid, (String, Option<String>)> {
-    sqlx::query_as::<_, (Uuid, String, Option<String>)>("SELECT request_id, label, adapter_id FROM verdicts")
-        .fetch_all(&env.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, label, adapter)| (id, (label, adapter)))
-        .collect()
+    sqlx::query_as::<_, (Uuid, String, Option<String>)>(
+        "SELECT request_id, label, adapter_id FROM verdicts",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(id, label, adapter)| (id, (label, adapter)))
+    .collect()
 }
 
 async fn wait_verdicts(env: &Env, n: i64) {
-    let got = env.wait_count("SELECT count(*) FROM verdicts", n, Duration::from_secs(120)).await;
+    let got = env
+        .wait_count("SELECT count(*) FROM verdicts", n, Duration::from_secs(120))
+        .await;
     assert_eq!(got, n, "verdicts stored");
 }
 
@@ -129,14 +146,19 @@ fn retrain(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> (serde_json::Val
     let out = env.run_dfa(&cmd, &all);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "dfa retrain failed: {stderr}");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report JSON: {e}; stderr {stderr}"));
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report JSON: {e}; stderr {stderr}"));
     (report, stderr)
 }
 
 async fn wait_for_log(worker: &Worker, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !worker.stderr().contains(needle) {
-        assert!(Instant::now() < deadline, "worker never logged `{needle}`:\n{}", worker.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "worker never logged `{needle}`:\n{}",
+            worker.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -155,8 +177,15 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
     let corrected = cases(0xC0, 24, 100);
     let unseen = cases(0x55, 8, 900);
     // The held-out split is a hash of the request id: fixed for these ids.
-    let held: Vec<&Case> = corrected.iter().filter(|c| is_held_out(&format!("correction:{}", c.id), 0.2)).collect();
-    assert!(held.len() >= 3 && held.len() <= 8, "{} held out", held.len());
+    let held: Vec<&Case> = corrected
+        .iter()
+        .filter(|c| is_held_out(&format!("correction:{}", c.id), 0.2))
+        .collect();
+    assert!(
+        held.len() >= 3 && held.len() <= 8,
+        "{} held out",
+        held.len()
+    );
 
     // 1. The base model's verdicts.
     analyse(&env, &corrected, 0).await;
@@ -169,14 +198,24 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
         .iter()
         .filter(|c| before[&c.id].0 != if c.fake { "fake" } else { "real" })
         .count();
-    assert!(contradicted > 0, "the corrections must contradict some verdicts");
+    assert!(
+        contradicted > 0,
+        "the corrections must contradict some verdicts"
+    );
 
     // 2. Reviewers correct them (an early, wrong correction is superseded).
-    env.produce_feedback("x", &correction(corrected[0].id, !corrected[0].fake, 0)).await;
+    env.produce_feedback("x", &correction(corrected[0].id, !corrected[0].fake, 0))
+        .await;
     for c in &corrected {
-        env.produce_feedback(&c.id.to_string(), &correction(c.id, c.fake, 5)).await;
+        env.produce_feedback(&c.id.to_string(), &correction(c.id, c.fake, 5))
+            .await;
     }
-    env.wait_count("SELECT count(*) FROM corrections WHERE created_at = '2026-11-27T10:05:00Z'", 24, Duration::from_secs(60)).await;
+    env.wait_count(
+        "SELECT count(*) FROM corrections WHERE created_at = '2026-11-27T10:05:00Z'",
+        24,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(env.count("SELECT count(*) FROM corrections").await, 24);
 
     // 3. Retrain: the candidate is promoted, the worker switches without restart.
@@ -192,9 +231,17 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
     wait_verdicts(&env, 64).await;
     let after = verdicts(&env).await;
     for (id, c) in again.iter().zip(&corrected) {
-        assert_eq!(after[id].1.as_deref(), Some(first.as_str()), "verdicts name the new adapter");
+        assert_eq!(
+            after[id].1.as_deref(),
+            Some(first.as_str()),
+            "verdicts name the new adapter"
+        );
         if !held.iter().any(|h| h.id == c.id) {
-            assert_eq!(after[id].0, if c.fake { "fake" } else { "real" }, "a corrected image keeps its correction");
+            assert_eq!(
+                after[id].0,
+                if c.fake { "fake" } else { "real" },
+                "a corrected image keeps its correction"
+            );
         }
     }
     let accuracy_after = accuracy(&after, &unseen_after, &unseen_refs);
@@ -206,20 +253,36 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
     // 4. Nothing new: nothing to train, exit 0.
     let (report, _) = retrain(&env, &[], &[]);
     assert_eq!(report["outcome"], "nothing_to_train");
-    assert!(report["message"].as_str().unwrap().contains("nothing to train"));
+    assert!(report["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing to train"));
 
     // 5. The gate: a candidate taught flipped labels is rejected.
     let flipped = cases(0xF1, 16, 5000);
     analyse(&env, &flipped, 0).await;
     wait_verdicts(&env, 80).await;
     for c in &flipped {
-        env.produce_feedback(&c.id.to_string(), &correction(c.id, !c.fake, 7)).await;
+        env.produce_feedback(&c.id.to_string(), &correction(c.id, !c.fake, 7))
+            .await;
     }
-    env.wait_count("SELECT count(*) FROM corrections", 40, Duration::from_secs(60)).await;
+    env.wait_count(
+        "SELECT count(*) FROM corrections",
+        40,
+        Duration::from_secs(60),
+    )
+    .await;
     let (report, _) = retrain(&env, &[], &[("DFA__RETRAIN__REPLAY_RATIO", "0")]);
     assert_eq!(report["outcome"], "rejected", "{report:#}");
-    assert!(report["message"].as_str().unwrap().contains("worse than the active adapter"));
-    assert_eq!(active_adapter(&env).await.as_deref(), Some(first.as_str()), "the active adapter stays");
+    assert!(report["message"]
+        .as_str()
+        .unwrap()
+        .contains("worse than the active adapter"));
+    assert_eq!(
+        active_adapter(&env).await.as_deref(),
+        Some(first.as_str()),
+        "the active adapter stays"
+    );
     let status: String = sqlx::query_scalar("SELECT status FROM adapters WHERE id = $1")
         .bind(report["candidate"].as_str().unwrap())
         .fetch_one(&env.pool)
@@ -232,13 +295,21 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
     let busy = cases(0xB5, 12, 7000);
     analyse(&env, &busy, 0).await;
     let out = env.run_dfa(&["adapters", "rollback"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(active_adapter(&env).await, None);
     wait_for_log(&worker, "now serving adapter adapter=none").await;
     wait_verdicts(&env, 92).await;
     let last = analyse(&env, &unseen[..1], 2).await;
     wait_verdicts(&env, 93).await;
-    assert_eq!(env.count("SELECT count(*) FROM rejected_requests").await, 0, "nothing dead-lettered");
+    assert_eq!(
+        env.count("SELECT count(*) FROM rejected_requests").await,
+        0,
+        "nothing dead-lettered"
+    );
     let v = verdicts(&env).await;
     assert_eq!(v[&last[0]].1, None, "after rollback no adapter is applied");
     let listed = env.run_dfa(&["adapters", "list"], &[]);
@@ -260,25 +331,40 @@ async fn feedback_is_stored_once_superseded_by_later_and_bad_feedback_is_dead_le
     env.produce_feedback("k", &correction(id, true, 10)).await;
     env.produce_feedback("k", &correction(id, false, 5)).await;
     let unknown = Uuid::from_u128(42);
-    env.produce_feedback("k", &correction(unknown, true, 10)).await;
+    env.produce_feedback("k", &correction(unknown, true, 10))
+        .await;
     env.produce_feedback("k", b"{not json").await;
     env.produce_feedback("k", br#"{"request_id":"00000000-0000-0000-0000-000000000001","reviewer":"r","label":"real","forgery_type":"face_swap","created_at":"2026-11-27T10:00:00Z"}"#).await;
     env.produce_feedback("k", &correction(id, false, 20)).await;
 
     let dead = env.read_topic(&env.dlq, 3, Duration::from_secs(60)).await;
     assert_eq!(dead.len(), 3);
-    let mut kinds: Vec<&str> = dead.iter().map(|m| m.headers["dfa-error-kind"].as_str()).collect();
+    let mut kinds: Vec<&str> = dead
+        .iter()
+        .map(|m| m.headers["dfa-error-kind"].as_str())
+        .collect();
     kinds.sort();
     assert_eq!(kinds, ["invalid_field", "invalid_json", "unknown_request"]);
-    let unknown_dl = dead.iter().find(|m| m.headers["dfa-error-kind"] == "unknown_request").unwrap();
+    let unknown_dl = dead
+        .iter()
+        .find(|m| m.headers["dfa-error-kind"] == "unknown_request")
+        .unwrap();
     assert!(unknown_dl.headers["dfa-error-reason"].contains(&unknown.to_string()));
     assert_eq!(unknown_dl.headers["dfa-original-topic"], env.feedback);
-    env.wait_count("SELECT count(*) FROM rejected_requests", 3, Duration::from_secs(30)).await;
+    env.wait_count(
+        "SELECT count(*) FROM rejected_requests",
+        3,
+        Duration::from_secs(30),
+    )
+    .await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-            sqlx::query_as("SELECT label, created_at FROM corrections").fetch_all(&env.pool).await.unwrap();
+            sqlx::query_as("SELECT label, created_at FROM corrections")
+                .fetch_all(&env.pool)
+                .await
+                .unwrap();
         if rows.len() == 1 && rows[0].0 == "real" {
             assert_eq!(rows[0].1.to_rfc3339(), "2026-11-27T10:20:00+00:00");
             break;
@@ -296,15 +382,20 @@ fn write_dataset(dir: &std::path::Path) -> std::path::PathBuf {
         let name = format!("images/{i}.png");
         std::fs::write(dir.join(&name), png(&c.picture)).unwrap();
         let answer = if c.fake { "Yes." } else { "No." };
-        lines.push(serde_json::json!({
-            "id": format!("item-{i}"), "image": name,
-            "conversations": [
-                {"from": "human", "value": "<image>\nHas this face been forged?"},
-                {"from": "gpt", "value": answer}
-            ]
-        }).to_string());
+        lines.push(
+            serde_json::json!({
+                "id": format!("item-{i}"), "image": name,
+                "conversations": [
+                    {"from": "human", "value": "<image>\nHas this face been forged?"},
+                    {"from": "gpt", "value": answer}
+                ]
+            })
+            .to_string(),
+        );
         if i == 2 {
-            lines.push(r#"{"id": "broken", "image": "x.png", "conversations": [{"from": "human""#.into());
+            lines.push(
+                r#"{"id": "broken", "image": "x.png", "conversations": [{"from": "human""#.into(),
+            );
         }
     }
     lines.push(serde_json::json!({
@@ -322,7 +413,10 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     // No corrections at all: nothing to train, exit 0.
     let (report, stderr) = retrain(&env, &[], &[]);
     assert_eq!(report["outcome"], "nothing_to_train");
-    assert!(stderr.contains("nothing to train: no new corrections"), "{stderr}");
+    assert!(
+        stderr.contains("nothing to train: no new corrections"),
+        "{stderr}"
+    );
 
     let dataset = write_dataset(&env.dir);
     let ds = dataset.to_str().unwrap();
@@ -330,7 +424,10 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     let out = env.run_dfa(&["retrain", "--dataset", ds, "--strict"], &TRAIN_ENV);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("line 4:") && stderr.contains("--strict"), "{stderr}");
+    assert!(
+        stderr.contains("line 4:") && stderr.contains("--strict"),
+        "{stderr}"
+    );
     assert_eq!(env.count("SELECT count(*) FROM adapters").await, 0);
 
     // --dry-run: reports the plan, trains nothing.
@@ -342,17 +439,29 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     // Default: the bad line and the missing image are reported and skipped;
     // a DFA-GPT-style adapter is trained from the dataset alone.
     let (report, stderr) = retrain(&env, &["--dataset", ds], &[]);
-    assert!(stderr.contains("line 4:") && stderr.contains("(skipped)"), "{stderr}");
+    assert!(
+        stderr.contains("line 4:") && stderr.contains("(skipped)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("missing.png"), "{stderr}");
     let skipped = report["skipped"].as_array().unwrap();
-    assert!(skipped.iter().any(|s| s.as_str().unwrap().contains("missing.png")));
-    assert!(["promoted", "rejected"].contains(&report["outcome"].as_str().unwrap()), "{report:#}");
+    assert!(skipped
+        .iter()
+        .any(|s| s.as_str().unwrap().contains("missing.png")));
+    assert!(
+        ["promoted", "rejected"].contains(&report["outcome"].as_str().unwrap()),
+        "{report:#}"
+    );
     let losses = report["train"]["epoch_losses"].as_array().unwrap();
-    assert!(losses.last().unwrap().as_f64() < losses[0].as_f64(), "{losses:?}");
-    let row: (String, serde_json::Value) = sqlx::query_as("SELECT origin, training_data FROM adapters")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    assert!(
+        losses.last().unwrap().as_f64() < losses[0].as_f64(),
+        "{losses:?}"
+    );
+    let row: (String, serde_json::Value) =
+        sqlx::query_as("SELECT origin, training_data FROM adapters")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(row.0, "retrain");
     assert_eq!(row.1["dataset"]["items"], 11);
     assert!(row.1["dataset"]["sha256"].as_str().unwrap().len() == 64);

@@ -59,7 +59,9 @@ pub enum AdaptersCommand {
 
 pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
-    let store = Store::connect(&settings.database.url, 1).await.context("connecting to the database")?;
+    let store = Store::connect(&settings.database.url, 1)
+        .await
+        .context("connecting to the database")?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("running migrations")?;
     }
@@ -70,20 +72,34 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
             }
         }
         AdaptersCommand::Promote { id } => {
-            let row = store.adapter(&id).await?.ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
-            let path = crate::worker::adapters::resolve_adapter_path(Path::new(&settings.adapters.dir), &row.path);
+            let row = store
+                .adapter(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
+            let path = crate::worker::adapters::resolve_adapter_path(
+                Path::new(&settings.adapters.dir),
+                &row.path,
+            );
             let sha = sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
             if sha != row.sha256 {
-                anyhow::bail!("{}: sha256 {sha} differs from the registry's {}; not promoting", path.display(), row.sha256);
+                anyhow::bail!(
+                    "{}: sha256 {sha} differs from the registry's {}; not promoting",
+                    path.display(),
+                    row.sha256
+                );
             }
-            store.promote_adapter(&id, "promoted by an operator").await?;
+            store
+                .promote_adapter(&id, "promoted by an operator")
+                .await?;
             eprintln!("dfa adapters: {id} is active");
         }
         AdaptersCommand::Rollback => {
             let (retired, restored) = store.rollback_adapter().await?;
             eprintln!(
                 "dfa adapters: {retired} retired; now serving {}",
-                restored.as_deref().unwrap_or("no adapter (model.adapter, if set)")
+                restored
+                    .as_deref()
+                    .unwrap_or("no adapter (model.adapter, if set)")
             );
         }
     }
@@ -124,9 +140,17 @@ pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<Exi
         &[("dfa.imported_from".into(), dir.display().to_string())],
     )?;
     // llama.cpp must accept it before it enters the registry.
-    let check = crate::trainer::featurize::Featurizer::load(&model.gguf, &model.mmproj, prompts, settings.model.chat_template, 1)?;
+    let check = crate::trainer::featurize::Featurizer::load(
+        &model.gguf,
+        &model.mmproj,
+        prompts,
+        settings.model.chat_template,
+        1,
+    )?;
     check.check_adapter(&path)?;
-    let store = Store::connect(&settings.database.url, 1).await.context("connecting to the database")?;
+    let store = Store::connect(&settings.database.url, 1)
+        .await
+        .context("connecting to the database")?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("running migrations")?;
     }

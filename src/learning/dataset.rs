@@ -35,13 +35,20 @@ struct Message {
 }
 
 fn same_text(a: &str, b: &str) -> bool {
-    a.trim().trim_end_matches(['.', '?']).eq_ignore_ascii_case(b.trim().trim_end_matches(['.', '?']))
+    a.trim()
+        .trim_end_matches(['.', '?'])
+        .eq_ignore_ascii_case(b.trim().trim_end_matches(['.', '?']))
 }
 
 /// The label and type a conversation states in the serving prompts' words.
 fn infer(prompts: &Prompts, turns: &[Turn]) -> (Option<Label>, Option<ForgeryType>) {
     let (mut label, mut ty) = (None, None);
-    let starts = |answer: &str, word: &str| answer.trim().to_lowercase().starts_with(&word.trim().to_lowercase());
+    let starts = |answer: &str, word: &str| {
+        answer
+            .trim()
+            .to_lowercase()
+            .starts_with(&word.trim().to_lowercase())
+    };
     for t in turns {
         if same_text(&t.question, &prompts.detection.question) {
             if starts(&t.answer, &prompts.detection.yes) {
@@ -61,8 +68,11 @@ fn infer(prompts: &Prompts, turns: &[Turn]) -> (Option<Label>, Option<ForgeryTyp
 }
 
 fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result<Item, String> {
-    let wire: Wire = serde_json::from_str(text).map_err(|e| format!("not a LLaVA conversation: {e}"))?;
-    let image = wire.image.ok_or("no `image`: the trainer needs an image per item")?;
+    let wire: Wire =
+        serde_json::from_str(text).map_err(|e| format!("not a LLaVA conversation: {e}"))?;
+    let image = wire
+        .image
+        .ok_or("no `image`: the trainer needs an image per item")?;
     if wire.conversations.is_empty() || wire.conversations.len() % 2 != 0 {
         return Err("`conversations` must alternate human and gpt messages, in pairs".into());
     }
@@ -70,22 +80,34 @@ fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result
     for pair in wire.conversations.chunks(2) {
         let (q, a) = (&pair[0], &pair[1]);
         if q.from != "human" || a.from != "gpt" {
-            return Err(format!("expected a human then a gpt message, got `{}` then `{}`", q.from, a.from));
+            return Err(format!(
+                "expected a human then a gpt message, got `{}` then `{}`",
+                q.from, a.from
+            ));
         }
         // Our prompt rendering puts the image marker itself.
         let question = q.value.replace("<image>", "").trim().to_string();
         if question.is_empty() || a.value.trim().is_empty() {
             return Err("empty question or answer".into());
         }
-        turns.push(Turn { question, answer: a.value.trim().to_string() });
+        turns.push(Turn {
+            question,
+            answer: a.value.trim().to_string(),
+        });
     }
     let (inferred_label, inferred_type) = infer(prompts, &turns);
     let forgery_type = match wire.forgery_type.as_deref() {
-        Some(t) => Some(forgery_type_from_str(t).ok_or_else(|| format!("unknown forgery_type `{t}`"))?),
+        Some(t) => {
+            Some(forgery_type_from_str(t).ok_or_else(|| format!("unknown forgery_type `{t}`"))?)
+        }
         None => inferred_type,
     };
     let path = Path::new(&image);
-    let path = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
     let digest = hex::encode(&Sha256::digest(text.trim().as_bytes())[..12]);
     Ok(Item {
         key: format!("dataset:{digest}"),
@@ -107,7 +129,10 @@ pub fn parse_dataset(text: &str, base: &Path, prompts: &Prompts) -> (Vec<Item>, 
         }
         match parse_line(raw, i + 1, base, prompts) {
             Ok(item) => items.push(item),
-            Err(reason) => errors.push(LineError { line: i + 1, reason }),
+            Err(reason) => errors.push(LineError {
+                line: i + 1,
+                reason,
+            }),
         }
     }
     (items, errors)
@@ -136,7 +161,10 @@ mod tests {
         assert_eq!(items[0].turns[0].question, "Has this face been forged?");
         assert_eq!(items[1].label, Some(Label::Real));
         assert_eq!(items[1].image, ImageRef::File("/abs/b.png".into()));
-        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
         assert_ne!(items[0].key, items[1].key);
     }
 }

@@ -83,15 +83,26 @@ pub fn decide(candidate: &Scores, active: &Scores, gate: Gate) -> Decision {
     let mut reasons = Vec::new();
     let mut passed = Vec::new();
     let held = [
-        ("held-out detection", candidate.heldout_detection, active.heldout_detection),
-        ("held-out classification", candidate.heldout_classification, active.heldout_classification),
+        (
+            "held-out detection",
+            candidate.heldout_detection,
+            active.heldout_detection,
+        ),
+        (
+            "held-out classification",
+            candidate.heldout_classification,
+            active.heldout_classification,
+        ),
     ];
     for (name, c, a) in held {
         if let (Some(c), Some(a)) = (c.accuracy(), a.accuracy()) {
             judged = true;
             let line = format!("{name} {} vs active {}", pct(c), pct(a));
             if c + 1e-9 < a - gate.max_heldout_drop {
-                reasons.push(format!("{line} (allowed drop {})", pct(gate.max_heldout_drop)));
+                reasons.push(format!(
+                    "{line} (allowed drop {})",
+                    pct(gate.max_heldout_drop)
+                ));
             } else {
                 passed.push(line);
             }
@@ -101,7 +112,10 @@ pub fn decide(candidate: &Scores, active: &Scores, gate: Gate) -> Decision {
         judged = true;
         let line = format!("new corrections {} vs active {}", pct(c), pct(a));
         if c + 1e-9 < a + gate.min_corrected_gain {
-            reasons.push(format!("{line} (required gain {})", pct(gate.min_corrected_gain)));
+            reasons.push(format!(
+                "{line} (required gain {})",
+                pct(gate.min_corrected_gain)
+            ));
         } else {
             passed.push(line);
         }
@@ -114,7 +128,10 @@ pub fn decide(candidate: &Scores, active: &Scores, gate: Gate) -> Decision {
     if reasons.is_empty() {
         Decision::Promote(passed.join("; "))
     } else {
-        Decision::Reject(format!("worse than the active adapter: {}", reasons.join("; ")))
+        Decision::Reject(format!(
+            "worse than the active adapter: {}",
+            reasons.join("; ")
+        ))
     }
 }
 
@@ -134,17 +151,33 @@ mod tests {
         }
     }
 
-    const GATE: Gate = Gate { max_heldout_drop: 0.0, min_corrected_gain: 0.0 };
+    const GATE: Gate = Gate {
+        max_heldout_drop: 0.0,
+        min_corrected_gain: 0.0,
+    };
 
     #[test]
     fn promotes_only_when_at_least_as_good_on_both() {
-        assert!(matches!(decide(&scores((8, 10), (5, 5)), &scores((8, 10), (1, 5)), GATE), Decision::Promote(_)));
+        assert!(matches!(
+            decide(&scores((8, 10), (5, 5)), &scores((8, 10), (1, 5)), GATE),
+            Decision::Promote(_)
+        ));
         let worse_heldout = decide(&scores((6, 10), (5, 5)), &scores((8, 10), (1, 5)), GATE);
-        assert!(matches!(&worse_heldout, Decision::Reject(r) if r.contains("held-out detection 60.0% vs active 80.0%")));
+        assert!(
+            matches!(&worse_heldout, Decision::Reject(r) if r.contains("held-out detection 60.0% vs active 80.0%"))
+        );
         let worse_fix = decide(&scores((9, 10), (1, 5)), &scores((8, 10), (2, 5)), GATE);
         assert!(matches!(worse_fix, Decision::Reject(_)));
-        let tolerant = Gate { max_heldout_drop: 0.25, ..GATE };
-        assert!(matches!(decide(&scores((6, 10), (5, 5)), &scores((8, 10), (1, 5)), tolerant), Decision::Promote(_)));
-        assert!(matches!(decide(&Scores::default(), &Scores::default(), GATE), Decision::Reject(r) if r.contains("nothing to evaluate")));
+        let tolerant = Gate {
+            max_heldout_drop: 0.25,
+            ..GATE
+        };
+        assert!(matches!(
+            decide(&scores((6, 10), (5, 5)), &scores((8, 10), (1, 5)), tolerant),
+            Decision::Promote(_)
+        ));
+        assert!(
+            matches!(decide(&Scores::default(), &Scores::default(), GATE), Decision::Reject(r) if r.contains("nothing to evaluate"))
+        );
     }
 }

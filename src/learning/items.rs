@@ -28,8 +28,14 @@ pub enum ImageRef {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Origin {
-    Correction { request_id: Uuid, revision: i64, new: bool },
-    Dataset { line: usize },
+    Correction {
+        request_id: Uuid,
+        revision: i64,
+        new: bool,
+    },
+    Dataset {
+        line: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +86,11 @@ pub fn supervised_turns(
     let fake = label == Label::Fake;
     let mut turns = vec![Turn {
         question: prompts.detection.question.clone(),
-        answer: sentence(if fake { &prompts.detection.yes } else { &prompts.detection.no }),
+        answer: sentence(if fake {
+            &prompts.detection.yes
+        } else {
+            &prompts.detection.no
+        }),
     }];
     if let (true, Some(t)) = (fake, forgery_type) {
         let answers = prompts.classification.answers.as_array();
@@ -182,7 +192,9 @@ mod tests {
 
     #[test]
     fn the_split_is_stable_and_near_its_fraction() {
-        let held = (0..2000).filter(|i| is_held_out(&format!("k{i}"), 0.2)).count();
+        let held = (0..2000)
+            .filter(|i| is_held_out(&format!("k{i}"), 0.2))
+            .count();
         assert!((300..500).contains(&held), "{held}");
         assert_eq!(is_held_out("k7", 0.2), is_held_out("k7", 0.2));
         assert!(!is_held_out("k7", 0.0));
@@ -192,7 +204,9 @@ mod tests {
     fn replay_samples_old_items_deterministically() {
         let p = Prompts::embedded();
         let items = |range: std::ops::Range<i64>| -> Vec<Item> {
-            range.map(|r| correction_item(&row(r, "real", None), &p, 100).unwrap()).collect()
+            range
+                .map(|r| correction_item(&row(r, "real", None), &p, 100).unwrap())
+                .collect()
         };
         let (a, n) = with_replay(items(200..204), items(0..50), 1.5, 9);
         let (b, _) = with_replay(items(200..204), items(0..50), 1.5, 9);

@@ -82,15 +82,31 @@ fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
     pb
 }
 
-async fn plan(settings: &Settings, store: &Store, prompts: &Prompts, opts: &RetrainOptions) -> anyhow::Result<Plan> {
+async fn plan(
+    settings: &Settings,
+    store: &Store,
+    prompts: &Prompts,
+    opts: &RetrainOptions,
+) -> anyhow::Result<Plan> {
     let r = &settings.retrain;
-    let active = store.active_adapter().await.context("reading the adapter registry")?;
+    let active = store
+        .active_adapter()
+        .await
+        .context("reading the adapter registry")?;
     let watermark = active
         .as_ref()
         .and_then(|a| a.training_data.get("max_revision").and_then(|v| v.as_i64()))
         .unwrap_or(0);
-    let rows = store.standing_corrections().await.context("reading corrections")?;
-    let max_revision = rows.iter().map(|c| c.revision).max().unwrap_or(0).max(watermark);
+    let rows = store
+        .standing_corrections()
+        .await
+        .context("reading corrections")?;
+    let max_revision = rows
+        .iter()
+        .map(|c| c.revision)
+        .max()
+        .unwrap_or(0)
+        .max(watermark);
     let mut skipped = Vec::new();
     let (mut new, mut old, mut heldout) = (Vec::new(), Vec::new(), Vec::new());
     let mut new_corrections = Vec::new();
@@ -115,11 +131,16 @@ async fn plan(settings: &Settings, store: &Store, prompts: &Prompts, opts: &Retr
     let mut dataset = None;
     let mut dataset_items = 0;
     if let Some(path) = &opts.dataset {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the dataset {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the dataset {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let (items, errors) = parse_dataset(&text, base, prompts);
         report_bad_lines(path, &errors, opts.strict)?;
-        skipped.extend(errors.iter().map(|e| format!("dataset {}: {e}", path.display())));
+        skipped.extend(
+            errors
+                .iter()
+                .map(|e| format!("dataset {}: {e}", path.display())),
+        );
         dataset_items = items.len();
         for item in items {
             if is_held_out(&item.key, r.eval_fraction) {
@@ -128,7 +149,10 @@ async fn plan(settings: &Settings, store: &Store, prompts: &Prompts, opts: &Retr
                 train.push(item);
             }
         }
-        dataset = Some((path.clone(), sha256_file(path).context("hashing the dataset")?));
+        dataset = Some((
+            path.clone(),
+            sha256_file(path).context("hashing the dataset")?,
+        ));
     }
     Ok(Plan {
         active,
@@ -146,7 +170,11 @@ async fn plan(settings: &Settings, store: &Store, prompts: &Prompts, opts: &Retr
 
 fn report_bad_lines(path: &Path, errors: &[LineError], strict: bool) -> anyhow::Result<()> {
     for e in errors {
-        eprintln!("dfa retrain: dataset {}: {e}{}", path.display(), if strict { "" } else { " (skipped)" });
+        eprintln!(
+            "dfa retrain: dataset {}: {e}{}",
+            path.display(),
+            if strict { "" } else { " (skipped)" }
+        );
     }
     if strict && !errors.is_empty() {
         anyhow::bail!(
@@ -159,7 +187,11 @@ fn report_bad_lines(path: &Path, errors: &[LineError], strict: bool) -> anyhow::
     Ok(())
 }
 
-fn load_image(item: &Item, images: &ImageStore, settings: &Settings) -> Result<DecodedImage, String> {
+fn load_image(
+    item: &Item,
+    images: &ImageStore,
+    settings: &Settings,
+) -> Result<DecodedImage, String> {
     let bytes = match &item.image {
         ImageRef::Stored(sha) => images.get(sha).map_err(|e| e.to_string())?,
         ImageRef::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -182,7 +214,13 @@ fn featurize(
     items: &[Item],
     progress: bool,
 ) -> anyhow::Result<(Vec<Example>, Vec<String>)> {
-    let mut f = Featurizer::load(&model.gguf, &model.mmproj, prompts.clone(), settings.model.chat_template, settings.engine.threads)?;
+    let mut f = Featurizer::load(
+        &model.gguf,
+        &model.mmproj,
+        prompts.clone(),
+        settings.model.chat_template,
+        settings.engine.threads,
+    )?;
     let images = ImageStore::new(&settings.image_store.dir);
     let pb = bar(progress, items.len(), "encoding images");
     let (mut examples, mut skipped) = (Vec::new(), Vec::new());
@@ -199,7 +237,11 @@ fn featurize(
         };
         let emb = Arc::new(f.encode_image(&image)?);
         for (i, turn) in item.turns.iter().enumerate() {
-            let history = if item.history_per_turn { &item.turns[..i] } else { &[] };
+            let history = if item.history_per_turn {
+                &item.turns[..i]
+            } else {
+                &[]
+            };
             examples.push(f.example(Some(emb.clone()), history, &turn.question, &turn.answer)?);
         }
     }
@@ -218,12 +260,31 @@ fn train_candidate(
 ) -> anyhow::Result<(LoraSet, TrainReport, String, bool)> {
     let device = trainer::device();
     let base = BaseModel::load(&model.gguf, &device)?;
-    let fresh = || LoraSet::init(&base.config, &config.targets, config.rank, config.alpha, config.seed, &device);
+    let fresh = || {
+        LoraSet::init(
+            &base.config,
+            &config.targets,
+            config.rank,
+            config.alpha,
+            config.seed,
+            &device,
+        )
+    };
     let (mut lora, continued) = match parent.map(|p| LoraSet::from_gguf(p, &base.config, &device)) {
-        Some(Ok(l)) if l.rank == config.rank && l.targets() == config.targets && l.alpha == config.alpha => (l, true),
+        Some(Ok(l))
+            if l.rank == config.rank
+                && l.targets() == config.targets
+                && l.alpha == config.alpha =>
+        {
+            (l, true)
+        }
         _ => (fresh()?, false),
     };
-    let pb = bar(progress, examples.len().div_ceil(config.batch_size.max(1)) * config.epochs, "training");
+    let pb = bar(
+        progress,
+        examples.len().div_ceil(config.batch_size.max(1)) * config.epochs,
+        "training",
+    );
     let report = trainer::train(&base, &mut lora, examples, config, |_, _, loss| {
         pb.set_prefix(format!("loss {loss:.4}"));
         pb.inc(1);
@@ -264,8 +325,15 @@ async fn score(
         let a = result.context("evaluating")?;
         let p_fake = a.p_fake.unwrap_or(0.0);
         let label = Label::from_score(p_fake, threshold);
-        let forgery_type = (label == Label::Fake).then(|| a.type_scores.unwrap_or(TypeScores::from_array([0.25; 4])).best());
-        by_index[i] = Some(Prediction { label, forgery_type });
+        let forgery_type = (label == Label::Fake).then(|| {
+            a.type_scores
+                .unwrap_or(TypeScores::from_array([0.25; 4]))
+                .best()
+        });
+        by_index[i] = Some(Prediction {
+            label,
+            forgery_type,
+        });
     }
     pb.finish_and_clear();
     let mut scores = Scores::default();
@@ -287,7 +355,9 @@ pub async fn retrain(
     opts: &RetrainOptions,
 ) -> anyhow::Result<RetrainReport> {
     let train_config = settings.retrain.train_config()?;
-    let store = Store::connect(&settings.database.url, 2).await.context("connecting to the database")?;
+    let store = Store::connect(&settings.database.url, 2)
+        .await
+        .context("connecting to the database")?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("running migrations")?;
     }
@@ -316,13 +386,20 @@ pub async fn retrain(
         candidate_scores: None,
         active_scores: None,
     };
-    let learnable = plan.train.iter().any(|i| i.is_new_correction() || matches!(i.origin, Origin::Dataset { .. }));
+    let learnable = plan
+        .train
+        .iter()
+        .any(|i| i.is_new_correction() || matches!(i.origin, Origin::Dataset { .. }));
     if !learnable {
         report.message = format!(
             "nothing to train: no new corrections since {} (revision {}){}",
             report.active_adapter.as_deref().unwrap_or("the base model"),
             plan.watermark,
-            if opts.dataset.is_some() { " and no usable dataset items" } else { "" }
+            if opts.dataset.is_some() {
+                " and no usable dataset items"
+            } else {
+                ""
+            }
         );
         return Ok(report);
     }
@@ -345,8 +422,15 @@ pub async fn retrain(
     }
 
     // Featurize and train on blocking threads: llama.cpp and candle are sync.
-    let (s, m, p, items, show) = (settings.clone(), model.clone(), prompts.clone(), plan.train.clone(), opts.progress);
-    let (examples, skipped) = tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, show)).await??;
+    let (s, m, p, items, show) = (
+        settings.clone(),
+        model.clone(),
+        prompts.clone(),
+        plan.train.clone(),
+        opts.progress,
+    );
+    let (examples, skipped) =
+        tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, show)).await??;
     report.skipped.extend(skipped);
     if examples.is_empty() {
         report.message = "nothing to train: no item had a readable image".into();
@@ -368,9 +452,18 @@ pub async fn retrain(
     let tmp_path = adapters_dir.join(&tmp_name);
     let provenance = vec![
         ("dfa.base_model_sha256".to_string(), base_sha.clone()),
-        ("dfa.parent".to_string(), report.active_adapter.clone().unwrap_or_default()),
+        (
+            "dfa.parent".to_string(),
+            report.active_adapter.clone().unwrap_or_default(),
+        ),
     ];
-    write_adapter(&tmp_path, &architecture, lora.alpha, &lora.named_tensors(), &provenance)?;
+    write_adapter(
+        &tmp_path,
+        &architecture,
+        lora.alpha,
+        &lora.named_tensors(),
+        &provenance,
+    )?;
     let sha = sha256_file(&tmp_path).context("hashing the adapter")?;
     let id = format!("lora-{stamp}-{}", &sha[..8]);
     let file_name = format!("{id}.gguf");
@@ -416,24 +509,60 @@ pub async fn retrain(
     // Evaluate the candidate and the active adapter with the serving engine.
     let images = ImageStore::new(&settings.image_store.dir);
     let mut eval_images = Vec::new();
-    let heldout: Vec<Item> = plan.heldout.iter().filter(|i| i.label.is_some()).cloned().collect();
+    let heldout: Vec<Item> = plan
+        .heldout
+        .iter()
+        .filter(|i| i.label.is_some())
+        .cloned()
+        .collect();
     for (i, item) in heldout.iter().chain(&plan.new_corrections).enumerate() {
         match load_image(item, &images, settings) {
             Ok(img) => eval_images.push((i, Arc::new(img))),
-            Err(e) => report.skipped.push(format!("evaluation {}: {e} (skipped)", describe(item))),
+            Err(e) => report
+                .skipped
+                .push(format!("evaluation {}: {e} (skipped)", describe(item))),
         }
     }
-    let config = EngineConfig::from_settings(settings, model.gguf.clone(), model.mmproj.clone(), active_spec.clone(), prompts.clone());
-    let engine = Engine::start(config).await.context("starting the engine for evaluation")?;
+    let config = EngineConfig::from_settings(
+        settings,
+        model.gguf.clone(),
+        model.mmproj.clone(),
+        active_spec.clone(),
+        prompts.clone(),
+    );
+    let engine = Engine::start(config)
+        .await
+        .context("starting the engine for evaluation")?;
     let threshold = settings.analysis.threshold;
-    let active_scores = score(&engine, &eval_images, &heldout, &plan.new_corrections, threshold, opts.progress, "scoring active").await?;
+    let active_scores = score(
+        &engine,
+        &eval_images,
+        &heldout,
+        &plan.new_corrections,
+        threshold,
+        opts.progress,
+        "scoring active",
+    )
+    .await?;
     let candidate_spec = AdapterSpec {
         id: id.clone(),
         path: adapters_dir.join(format!("{id}.gguf")),
         scale: 1.0,
     };
-    engine.swap_adapter(Some(candidate_spec)).await.context("loading the candidate")?;
-    let candidate_scores = score(&engine, &eval_images, &heldout, &plan.new_corrections, threshold, opts.progress, "scoring candidate").await?;
+    engine
+        .swap_adapter(Some(candidate_spec))
+        .await
+        .context("loading the candidate")?;
+    let candidate_scores = score(
+        &engine,
+        &eval_images,
+        &heldout,
+        &plan.new_corrections,
+        threshold,
+        opts.progress,
+        "scoring candidate",
+    )
+    .await?;
 
     let gate = Gate {
         max_heldout_drop: settings.retrain.max_heldout_drop,
@@ -446,15 +575,24 @@ pub async fn retrain(
         "compared_with": report.active_adapter,
         "decision": match &decision { Decision::Promote(r) => json!({"promote": r}), Decision::Reject(r) => json!({"reject": r}) },
     });
-    store.set_adapter_metrics(&id, &metrics).await.context("recording the evaluation")?;
+    store
+        .set_adapter_metrics(&id, &metrics)
+        .await
+        .context("recording the evaluation")?;
     match decision {
         Decision::Promote(reason) => {
-            store.promote_adapter(&id, &reason).await.context("promoting the candidate")?;
+            store
+                .promote_adapter(&id, &reason)
+                .await
+                .context("promoting the candidate")?;
             report.outcome = "promoted";
             report.message = format!("{id} promoted: {reason}");
         }
         Decision::Reject(reason) => {
-            store.reject_adapter(&id, &reason).await.context("rejecting the candidate")?;
+            store
+                .reject_adapter(&id, &reason)
+                .await
+                .context("rejecting the candidate")?;
             report.outcome = "rejected";
             report.message = format!("{id} rejected: {reason}");
         }

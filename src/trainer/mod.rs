@@ -11,6 +11,7 @@ pub mod peft;
 use std::sync::Arc;
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
@@ -182,8 +183,9 @@ pub fn train(
     let batch = config.batch_size.max(1);
     let steps_per_epoch = examples.len().div_ceil(batch);
     let total = steps_per_epoch * config.epochs;
+    let vars = lora.vars();
     let mut opt = AdamW::new(
-        lora.vars(),
+        vars.clone(),
         ParamsAdamW {
             lr: config.learning_rate,
             weight_decay: config.weight_decay,
@@ -199,21 +201,32 @@ pub fn train(
         order.shuffle(&mut rng);
         let (mut epoch_nll, mut epoch_n) = (0.0, 0);
         for chunk in order.chunks(batch) {
-            let mut sum: Option<Tensor> = None;
-            let mut n = 0;
+            // Gradient accumulation: one backward pass per example, so a
+            // batch costs one example's graph in memory, not `batch` of them.
+            let n: usize = chunk
+                .iter()
+                .map(|&i| examples[i].answer_tokens().len())
+                .sum();
+            let mut acc = GradStore::default();
+            let mut value = 0.0;
             for &i in chunk {
-                let (nll, count) = answer_nll(base, Some(lora), &examples[i])?;
-                n += count;
+                let (nll, _) = answer_nll(base, Some(lora), &examples[i])?;
+                let loss = (nll / n as f64)?;
+                value += loss.to_scalar::<f32>()? as f64;
                 tokens += examples[i].len();
-                sum = Some(match sum {
-                    Some(s) => (s + nll)?,
-                    None => nll,
-                });
+                let grads = loss.backward()?;
+                for var in &vars {
+                    let Some(g) = grads.get(var.as_tensor()) else {
+                        continue;
+                    };
+                    let sum = match acc.remove(var.as_tensor()) {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    };
+                    acc.insert(var.as_tensor(), sum);
+                }
             }
-            let Some(sum) = sum else { continue };
-            let loss = (sum / n as f64)?;
-            opt.backward_step(&loss)?;
-            let value = loss.to_scalar::<f32>()? as f64;
+            opt.step(&acc)?;
             epoch_nll += value * n as f64;
             epoch_n += n;
             step += 1;
