@@ -362,9 +362,10 @@ impl Settings {
             ));
         }
         let t = &self.telemetry;
-        if !t.otlp_endpoint.is_empty()
-            && !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
-        {
+        let is_http = ["http://", "https://"]
+            .iter()
+            .any(|p| t.otlp_endpoint.starts_with(p));
+        if !t.otlp_endpoint.is_empty() && !is_http {
             return Err(invalid(
                 "telemetry.otlp_endpoint",
                 "must be an http(s):// URL",

@@ -73,7 +73,7 @@ fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result
     let image = wire
         .image
         .ok_or("no `image`: the trainer needs an image per item")?;
-    if wire.conversations.is_empty() || wire.conversations.len() % 2 != 0 {
+    if wire.conversations.is_empty() || !wire.conversations.len().is_multiple_of(2) {
         return Err("`conversations` must alternate human and gpt messages, in pairs".into());
     }
     let mut turns = Vec::new();
