@@ -286,3 +286,44 @@ fn peft_adapter_imports_and_llama_cpp_applies_it_like_the_trainers_own() {
     let ours = trainer_rows(&base, Some(&lora), &ex);
     assert!(max_abs_diff(&ours, &by_imported) <= 1e-4);
 }
+
+/// Not a CI test: writes the inputs of `scripts/gpu-check` (the tiny model,
+/// an adapter trained here, a token sequence and the trainer's logits with
+/// and without the adapter) into `$DFA_GPU_CASE_DIR`.
+#[test]
+#[ignore]
+fn write_gpu_check_case() {
+    let Some(out) = std::env::var_os("DFA_GPU_CASE_DIR").map(std::path::PathBuf::from) else {
+        panic!("set DFA_GPU_CASE_DIR");
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    let mut f = featurizer();
+    let base = base();
+    let examples = detection_examples(&mut f, &[2, 3, 4, 5]);
+    let lora = trained(&base, &examples, 11);
+    write(&lora, &base, &out.join("adapter.gguf"));
+    std::fs::copy(&common::tiny().gguf, out.join("model.gguf")).unwrap();
+    let ex = f
+        .example(
+            None,
+            &[],
+            "Can you detail the specific regions of the facial image where artifacts is evident?",
+            "The eyes show blending artifacts and the mouth is blurred.",
+        )
+        .unwrap();
+    let tokens: Vec<u32> = ex.prefix.iter().chain(&ex.suffix).copied().collect();
+    let mut bytes = Vec::new();
+    let mut put = |v: u32| bytes.extend_from_slice(&v.to_le_bytes());
+    put(tokens.len() as u32);
+    tokens.iter().for_each(|&t| put(t));
+    put(ex.first_target_row() as u32);
+    put(ex.answer_tokens().len() as u32);
+    put(base.config.n_vocab as u32);
+    for adapter in [Some(&lora), None] {
+        for row in trainer_rows(&base, adapter, &ex) {
+            row.iter()
+                .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+        }
+    }
+    std::fs::write(out.join("case.bin"), bytes).unwrap();
+}

@@ -369,11 +369,16 @@ fn bench_images(
 
 /// Peak resident set size (VmHWM) of this process.
 fn peak_rss_mib() -> f64 {
+    proc_status_mib("VmHWM:")
+}
+
+/// A memory line of /proc/self/status (in kB there), in MiB.
+fn proc_status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

@@ -5,4 +5,6 @@
 pub mod dataset;
 pub mod evaluate;
 pub mod items;
+mod plan;
 pub mod retrain;
+mod steps;

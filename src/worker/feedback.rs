@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::process::{Incoming, Outcome, Processor, Reject};
 use super::request::{RequestError, SCHEMA_VERSION};
+use crate::engine::Backend;
+use crate::store::CorrectionWrite;
 use crate::verdict::{Artifact, ForgeryType, Label};
 
 const MAX_REVIEWER_CHARS: usize = 200;
@@ -114,6 +117,45 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
         note: wire.note.filter(|n| !n.trim().is_empty()),
         created_at,
     })
+}
+
+impl<B: Backend> Processor<B> {
+    /// Stores a correction; an unknown request_id is dead-lettered.
+    pub(super) async fn process_feedback(&self, msg: &Incoming) -> Result<Outcome, Reject> {
+        let correction = parse_feedback(&msg.payload).map_err(|e| Reject {
+            request_id: None,
+            kind: e.kind(),
+            reason: e.to_string(),
+        })?;
+        tracing::Span::current()
+            .record("request_id", tracing::field::display(correction.request_id));
+        let written = self
+            .with_store_retry("store_correction", || {
+                self.store.upsert_correction(&correction, &msg.source)
+            })
+            .await;
+        let reject = |kind: &'static str, reason: String| Reject {
+            request_id: Some(correction.request_id),
+            kind,
+            reason,
+        };
+        match written {
+            None => Ok(Outcome::Abandoned),
+            Some(Ok(CorrectionWrite::UnknownRequest)) => Err(reject(
+                "unknown_request",
+                format!("no verdict with request_id {}", correction.request_id),
+            )),
+            Some(Ok(write)) => {
+                tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
+                self.metrics
+                    .corrections
+                    .with_label_values(&[write.as_str()])
+                    .inc();
+                Ok(Outcome::Done)
+            }
+            Some(Err(e)) => Err(reject("database_rejected", e.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

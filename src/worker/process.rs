@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::feedback::parse_feedback;
 use super::fetch::Fetcher;
 use super::kafka::{Publisher, HEADER_TRACEPARENT};
 use super::metrics::Metrics;
@@ -23,7 +22,7 @@ use crate::analyze::{analyze_bytes, AnalyzeError};
 use crate::engine::{Backend, EngineError, Tasks};
 use crate::image_store::ImageStore;
 use crate::settings::Settings;
-use crate::store::{CorrectionWrite, NewVerdict, Source, Store};
+use crate::store::{NewVerdict, Source, Store, StoreError};
 use crate::verdict::Verdict;
 
 /// A consumed message, owned so it can outlive the consumer's buffer.
@@ -84,10 +83,10 @@ pub struct Processor<B> {
 }
 
 /// A permanent failure, on its way to the dead-letter topic.
-struct Reject {
-    request_id: Option<Uuid>,
-    kind: &'static str,
-    reason: String,
+pub(super) struct Reject {
+    pub request_id: Option<Uuid>,
+    pub kind: &'static str,
+    pub reason: String,
 }
 
 impl<B: Backend> Processor<B> {
@@ -234,56 +233,6 @@ impl<B: Backend> Processor<B> {
             .unwrap_or(Outcome::Abandoned))
     }
 
-    async fn process_feedback(&self, msg: &Incoming) -> Result<Outcome, Reject> {
-        let correction = parse_feedback(&msg.payload).map_err(|e| Reject {
-            request_id: None,
-            kind: e.kind(),
-            reason: e.to_string(),
-        })?;
-        tracing::Span::current()
-            .record("request_id", tracing::field::display(correction.request_id));
-        let mut delay = std::time::Duration::from_millis(self.settings.worker.retry_initial_ms);
-        let max = std::time::Duration::from_millis(self.settings.worker.retry_max_ms);
-        loop {
-            match self.store.upsert_correction(&correction, &msg.source).await {
-                Ok(CorrectionWrite::UnknownRequest) => {
-                    return Err(Reject {
-                        request_id: Some(correction.request_id),
-                        kind: "unknown_request",
-                        reason: format!("no verdict with request_id {}", correction.request_id),
-                    })
-                }
-                Ok(write) => {
-                    tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
-                    self.metrics
-                        .corrections
-                        .with_label_values(&[write.as_str()])
-                        .inc();
-                    return Ok(Outcome::Done);
-                }
-                Err(e) if e.is_transient() => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&["store_correction"])
-                        .inc();
-                    tracing::warn!(error = %e, "cannot store the correction; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return Ok(Outcome::Abandoned),
-                    }
-                    delay = (delay * 2).min(max);
-                }
-                Err(e) => {
-                    return Err(Reject {
-                        request_id: Some(correction.request_id),
-                        kind: "database_rejected",
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        }
-    }
-
     async fn find_existing(&self, request_id: Uuid) -> Option<String> {
         // A failed lookup is not fatal: the insert is idempotent anyway.
         match self.store.find_result(request_id).await {
@@ -338,33 +287,53 @@ impl<B: Backend> Processor<B> {
             .dead_lettered
             .with_label_values(&[reject.kind])
             .inc();
+        let recorded = self
+            .with_store_retry("record_rejection", || {
+                self.store.record_rejection(
+                    &msg.source,
+                    reject.request_id,
+                    reject.kind,
+                    &reject.reason,
+                )
+            })
+            .await;
+        match recorded {
+            // Not recorded: the message will be redelivered and dead-lettered again.
+            None => Outcome::Abandoned,
+            Some(Ok(())) => Outcome::DeadLettered,
+            Some(Err(e)) => {
+                // The dead letter itself is durable; the audit row is best effort.
+                tracing::error!(error = %e, "rejection not recorded");
+                Outcome::DeadLettered
+            }
+        }
+    }
+
+    /// Runs a store call until it succeeds or fails permanently, with backoff
+    /// on transient failures; None when shutdown abandons it.
+    pub(super) async fn with_store_retry<T, F, Fut>(
+        &self,
+        stage: &'static str,
+        mut call: F,
+    ) -> Option<Result<T, StoreError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut delay = std::time::Duration::from_millis(self.settings.worker.retry_initial_ms);
         let max = std::time::Duration::from_millis(self.settings.worker.retry_max_ms);
         loop {
-            match self
-                .store
-                .record_rejection(&msg.source, reject.request_id, reject.kind, &reject.reason)
-                .await
-            {
-                Ok(()) => return Outcome::DeadLettered,
+            match call().await {
                 Err(e) if e.is_transient() => {
-                    self.metrics
-                        .retries
-                        .with_label_values(&["record_rejection"])
-                        .inc();
-                    tracing::warn!(error = %e, "cannot record the rejection; retrying");
+                    self.metrics.retries.with_label_values(&[stage]).inc();
+                    tracing::warn!(error = %e, stage, "database unavailable; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        // Not recorded: the message will be redelivered and dead-lettered again.
-                        _ = self.cancel.cancelled() => return Outcome::Abandoned,
+                        _ = self.cancel.cancelled() => return None,
                     }
                     delay = (delay * 2).min(max);
                 }
-                Err(e) => {
-                    // The dead letter itself is durable; the audit row is best effort.
-                    tracing::error!(error = %e, "rejection not recorded");
-                    return Outcome::DeadLettered;
-                }
+                other => return Some(other),
             }
         }
     }

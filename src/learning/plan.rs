@@ -1,0 +1,154 @@
+//! Which items a retraining run learns from and is judged on: new
+//! corrections, a replay sample of earlier ones, dataset items, and the
+//! held-out split.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::dataset::{parse_dataset, LineError};
+use super::items::{correction_item, is_held_out, with_replay, ImageRef, Item, Origin};
+use super::retrain::RetrainOptions;
+use crate::engine::sha256_file;
+use crate::image_intake::{decode_image, DecodedImage};
+use crate::image_store::ImageStore;
+use crate::prompts::Prompts;
+use crate::settings::Settings;
+use crate::store::{AdapterRow, Store};
+
+pub(super) struct Plan {
+    pub active: Option<AdapterRow>,
+    pub watermark: i64,
+    pub max_revision: i64,
+    pub train: Vec<Item>,
+    pub heldout: Vec<Item>,
+    pub new_corrections: Vec<Item>,
+    pub replayed: usize,
+    pub dataset_items: usize,
+    pub dataset: Option<(PathBuf, String)>,
+    pub skipped: Vec<String>,
+}
+
+pub(super) async fn plan(
+    settings: &Settings,
+    store: &Store,
+    prompts: &Prompts,
+    opts: &RetrainOptions,
+) -> anyhow::Result<Plan> {
+    let r = &settings.retrain;
+    let active = store
+        .active_adapter()
+        .await
+        .context("reading the adapter registry")?;
+    let watermark = active
+        .as_ref()
+        .and_then(|a| a.training_data.get("max_revision").and_then(|v| v.as_i64()))
+        .unwrap_or(0);
+    let rows = store
+        .standing_corrections()
+        .await
+        .context("reading corrections")?;
+    let max_revision = rows
+        .iter()
+        .map(|c| c.revision)
+        .max()
+        .unwrap_or(0)
+        .max(watermark);
+    let mut skipped = Vec::new();
+    let (mut new, mut old, mut heldout) = (Vec::new(), Vec::new(), Vec::new());
+    let mut new_corrections = Vec::new();
+    for row in &rows {
+        let Some(item) = correction_item(row, prompts, watermark) else {
+            skipped.push(format!("correction {}: unreadable label", row.request_id));
+            continue;
+        };
+        if item.is_new_correction() {
+            new_corrections.push(item.clone());
+        }
+        if is_held_out(&item.key, r.eval_fraction) {
+            heldout.push(item);
+        } else if item.is_new_correction() {
+            new.push(item);
+        } else {
+            old.push(item);
+        }
+    }
+    let (mut train, replayed) = with_replay(new, old, r.replay_ratio, r.seed);
+
+    let mut dataset = None;
+    let mut dataset_items = 0;
+    if let Some(path) = &opts.dataset {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the dataset {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let (items, errors) = parse_dataset(&text, base, prompts);
+        report_bad_lines(path, &errors, opts.strict)?;
+        skipped.extend(
+            errors
+                .iter()
+                .map(|e| format!("dataset {}: {e}", path.display())),
+        );
+        dataset_items = items.len();
+        for item in items {
+            if is_held_out(&item.key, r.eval_fraction) {
+                heldout.push(item);
+            } else {
+                train.push(item);
+            }
+        }
+        dataset = Some((
+            path.clone(),
+            sha256_file(path).context("hashing the dataset")?,
+        ));
+    }
+    Ok(Plan {
+        active,
+        watermark,
+        max_revision,
+        train,
+        heldout,
+        new_corrections,
+        replayed,
+        dataset_items,
+        dataset,
+        skipped,
+    })
+}
+
+fn report_bad_lines(path: &Path, errors: &[LineError], strict: bool) -> anyhow::Result<()> {
+    for e in errors {
+        eprintln!(
+            "dfa retrain: dataset {}: {e}{}",
+            path.display(),
+            if strict { "" } else { " (skipped)" }
+        );
+    }
+    if strict && !errors.is_empty() {
+        anyhow::bail!(
+            "{} bad line(s) in {} and --strict is set (first: {})",
+            errors.len(),
+            path.display(),
+            errors[0]
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn load_image(
+    item: &Item,
+    images: &ImageStore,
+    settings: &Settings,
+) -> Result<DecodedImage, String> {
+    let bytes = match &item.image {
+        ImageRef::Stored(sha) => images.get(sha).map_err(|e| e.to_string())?,
+        ImageRef::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
+    };
+    decode_image(&bytes, &settings.image).map_err(|e| format!("image: {e}"))
+}
+
+pub(super) fn describe(item: &Item) -> String {
+    match &item.origin {
+        Origin::Correction { request_id, .. } => format!("correction {request_id}"),
+        Origin::Dataset { line } => format!("dataset line {line}"),
+    }
+}

@@ -1,0 +1,180 @@
+//! The long steps of a retraining run: featurizing with llama.cpp, training
+//! with candle (both blocking), and scoring with the serving engine.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use anyhow::Context;
+
+use super::evaluate::{Prediction, Scores};
+use super::items::Item;
+use super::plan::{describe, load_image};
+use crate::engine::{Backend, Engine, Explain, Tasks};
+use crate::image_intake::DecodedImage;
+use crate::image_store::ImageStore;
+use crate::model_files::ModelFiles;
+use crate::prompts::Prompts;
+use crate::settings::Settings;
+use crate::trainer::base::BaseModel;
+use crate::trainer::featurize::Featurizer;
+use crate::trainer::lora::LoraSet;
+use crate::trainer::{self, Example, TrainConfig, TrainReport};
+use crate::verdict::{Label, TypeScores};
+
+pub(super) fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed_precise} {prefix}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Tokenized turns with llama.cpp's image embeddings (blocking).
+pub(super) fn featurize(
+    settings: &Settings,
+    model: &ModelFiles,
+    prompts: &Prompts,
+    items: &[Item],
+    progress: bool,
+) -> anyhow::Result<(Vec<Example>, Vec<String>)> {
+    let mut f = Featurizer::load(
+        &model.gguf,
+        &model.mmproj,
+        prompts.clone(),
+        settings.model.chat_template,
+        settings.engine.threads,
+    )?;
+    let images = ImageStore::new(&settings.image_store.dir);
+    let pb = bar(progress, items.len(), "encoding images");
+    let (mut examples, mut skipped) = (Vec::new(), Vec::new());
+    for item in items {
+        pb.inc(1);
+        let image = match load_image(item, &images, settings) {
+            Ok(i) => i,
+            Err(e) => {
+                let line = format!("{}: {e} (skipped)", describe(item));
+                eprintln!("dfa retrain: {line}");
+                skipped.push(line);
+                continue;
+            }
+        };
+        let emb = Arc::new(f.encode_image(&image)?);
+        for (i, turn) in item.turns.iter().enumerate() {
+            let history = if item.history_per_turn {
+                &item.turns[..i]
+            } else {
+                &[]
+            };
+            examples.push(f.example(Some(emb.clone()), history, &turn.question, &turn.answer)?);
+        }
+    }
+    pb.finish_and_clear();
+    Ok((examples, skipped))
+}
+
+/// Trains the candidate (blocking); continues from the active adapter's
+/// weights when asked and when their shapes fit.
+pub(super) fn train_candidate(
+    model: &ModelFiles,
+    parent: Option<&Path>,
+    examples: &[Example],
+    config: &TrainConfig,
+    progress: bool,
+) -> anyhow::Result<(LoraSet, TrainReport, String, bool)> {
+    let device = trainer::device();
+    let base = BaseModel::load(&model.gguf, &device)?;
+    let fresh = || {
+        LoraSet::init(
+            &base.config,
+            &config.targets,
+            config.rank,
+            config.alpha,
+            config.seed,
+            &device,
+        )
+    };
+    let (mut lora, continued) = match parent.map(|p| LoraSet::from_gguf(p, &base.config, &device)) {
+        Some(Ok(l))
+            if l.rank == config.rank
+                && l.targets() == config.targets
+                && l.alpha == config.alpha =>
+        {
+            (l, true)
+        }
+        _ => (fresh()?, false),
+    };
+    let pb = bar(
+        progress,
+        examples.len().div_ceil(config.batch_size.max(1)) * config.epochs,
+        "training",
+    );
+    let report = trainer::train(&base, &mut lora, examples, config, |_, _, loss| {
+        pb.set_prefix(format!("loss {loss:.4}"));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    Ok((lora, report, base.config.architecture.clone(), continued))
+}
+
+/// Scores the engine's current adapter on the evaluation items.
+pub(super) async fn score(
+    engine: &Engine,
+    images: &[(usize, Arc<DecodedImage>)],
+    heldout: &[Item],
+    corrected: &[Item],
+    threshold: f32,
+    progress: bool,
+    what: &str,
+) -> anyhow::Result<Scores> {
+    let pb = bar(progress, images.len(), what);
+    let mut predictions = futures::stream::iter(images.iter().cloned())
+        .map(|(i, img)| {
+            let engine = engine.clone();
+            async move {
+                let request = crate::engine::AnalysisRequest {
+                    image: (*img).clone(),
+                    tasks: Tasks {
+                        explain: Explain::Never,
+                        ..Tasks::screening(1.0)
+                    },
+                };
+                (i, engine.analyze(request).await)
+            }
+        })
+        .buffer_unordered(engine.info().capacity.max(1));
+    let mut by_index = vec![None; heldout.len() + corrected.len()];
+    while let Some((i, result)) = predictions.next().await {
+        pb.inc(1);
+        let a = result.context("evaluating")?;
+        let p_fake = a.p_fake.unwrap_or(0.0);
+        let label = Label::from_score(p_fake, threshold);
+        let forgery_type = (label == Label::Fake).then(|| {
+            a.type_scores
+                .unwrap_or(TypeScores::from_array([0.25; 4]))
+                .best()
+        });
+        by_index[i] = Some(Prediction {
+            label,
+            forgery_type,
+        });
+    }
+    pb.finish_and_clear();
+    let mut scores = Scores::default();
+    for (i, p) in by_index.into_iter().enumerate() {
+        let Some(p) = p else { continue };
+        if i < heldout.len() {
+            scores.add_heldout(&heldout[i], p);
+        } else {
+            scores.add_corrected(&corrected[i - heldout.len()], p);
+        }
+    }
+    Ok(scores)
+}
