@@ -9,7 +9,7 @@ pub(crate) mod render;
 mod scheduler;
 mod thread;
 
-pub(crate) use thread::backend;
+pub(crate) use thread::{backend, kv_and_attention, open_mtmd, resolve_threads};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -147,24 +147,11 @@ fn serve(
             .map_err(|e| load_err("hashing the mmproj", &e))?,
         adapter: None,
     };
-    let marker = mtmd_default_marker().to_string();
-    let mtmd_params = MtmdContextParams {
-        use_gpu: config.n_gpu_layers > 0,
-        print_timings: false,
-        n_threads: threads,
-        media_marker: CString::new(marker.clone()).map_err(|e| load_err("marker", &e))?,
-        image_min_tokens: -1,
-        image_max_tokens: -1,
-    };
-    let mmproj_path = config
-        .mmproj
-        .to_str()
-        .ok_or_else(|| EngineError::Load("mmproj path is not UTF-8".into()))?;
-    let mut mtmd = MtmdContext::init_from_file(mmproj_path, &model, &mtmd_params)
-        .map_err(|e| load_err(mmproj_path, &e))?;
+    let (mut mtmd, marker) = open_mtmd(&model, &config.mmproj, threads, config.n_gpu_layers > 0)?;
     if !mtmd.support_vision() {
         return Err(EngineError::Load(format!(
-            "{mmproj_path} has no vision encoder"
+            "{} has no vision encoder",
+            config.mmproj.display()
         )));
     }
     if mtmd.decode_use_mrope() || mtmd.decode_use_non_causal() {
@@ -325,7 +312,50 @@ fn unreachable_swap(reply: oneshot::Sender<Result<ModelIdentity, EngineError>>) 
     )));
 }
 
-fn resolve_threads(n: u32) -> i32 {
+/// The mtmd context (vision tower + projector) for `model`, and the image
+/// marker its prompts use.
+pub(crate) fn open_mtmd(
+    model: &LlamaModel,
+    mmproj: &std::path::Path,
+    threads: i32,
+    use_gpu: bool,
+) -> Result<(MtmdContext, String), EngineError> {
+    let load_err =
+        |what: &str, e: &dyn std::fmt::Display| EngineError::Load(format!("{what}: {e}"));
+    let marker = mtmd_default_marker().to_string();
+    let params = MtmdContextParams {
+        use_gpu,
+        print_timings: false,
+        n_threads: threads,
+        media_marker: CString::new(marker.clone()).map_err(|e| load_err("marker", &e))?,
+        image_min_tokens: -1,
+        image_max_tokens: -1,
+    };
+    let path = mmproj
+        .to_str()
+        .ok_or_else(|| EngineError::Load("mmproj path is not UTF-8".into()))?;
+    let mtmd = MtmdContext::init_from_file(path, model, &params).map_err(|e| load_err(path, &e))?;
+    Ok((mtmd, marker))
+}
+
+/// llama.cpp's names for the KV cache type and flash-attention settings.
+pub(crate) fn kv_and_attention(
+    kv: KvCacheKind,
+    fa: FlashAttention,
+) -> (KvCacheType, llama_cpp_sys_2::llama_flash_attn_type) {
+    let kv = match kv {
+        KvCacheKind::F32 => KvCacheType::F32,
+        KvCacheKind::F16 => KvCacheType::F16,
+    };
+    let fa = match fa {
+        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    (kv, fa)
+}
+
+pub(crate) fn resolve_threads(n: u32) -> i32 {
     if n > 0 {
         n as i32
     } else {
@@ -344,15 +374,7 @@ fn context_params(config: &EngineConfig, threads: i32, threads_batch: i32) -> Ll
         .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads_batch);
-    let kv = match config.kv_cache_type {
-        KvCacheKind::F32 => KvCacheType::F32,
-        KvCacheKind::F16 => KvCacheType::F16,
-    };
-    let fa = match config.flash_attention {
-        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-    };
+    let (kv, fa) = kv_and_attention(config.kv_cache_type, config.flash_attention);
     params = params
         .with_type_k(kv)
         .with_type_v(kv)

@@ -6,18 +6,16 @@
 //!
 //! Everything here is blocking FFI: call it from a blocking thread.
 
-use std::ffi::CString;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
-use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
-    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType,
-    MtmdInputChunks, MtmdInputText,
+    MtmdBitmap, MtmdContext, MtmdInputChunkType, MtmdInputChunks, MtmdInputText,
 };
 use llama_cpp_2::token::LlamaToken;
 
@@ -58,25 +56,9 @@ impl Featurizer {
         let backend = crate::engine::backend().map_err(|e| llama_err("backend", &e))?;
         let model = LlamaModel::load_from_file(backend, gguf, &LlamaModelParams::default())
             .map_err(|e| llama_err(&gguf.display().to_string(), &e))?;
-        let threads = if threads > 0 {
-            threads as i32
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-        };
-        let marker = mtmd_default_marker().to_string();
-        let params = MtmdContextParams {
-            use_gpu: false,
-            print_timings: false,
-            n_threads: threads,
-            media_marker: CString::new(marker.clone()).map_err(|e| llama_err("marker", &e))?,
-            image_min_tokens: -1,
-            image_max_tokens: -1,
-        };
-        let mmproj_str = mmproj
-            .to_str()
-            .ok_or_else(|| TrainError::Llama("mmproj path is not UTF-8".into()))?;
-        let mtmd = MtmdContext::init_from_file(mmproj_str, &model, &params)
-            .map_err(|e| llama_err(mmproj_str, &e))?;
+        let threads = crate::engine::resolve_threads(threads);
+        let (mtmd, marker) = crate::engine::open_mtmd(&model, mmproj, threads, false)
+            .map_err(|e| llama_err("mmproj", &e))?;
         let format = ChatFormat::choose(&model, chat_template, &prompts)
             .map_err(|e| llama_err("chat format", &e))?;
         Ok(Featurizer {
@@ -211,15 +193,8 @@ impl Featurizer {
             )),
             None => None,
         };
-        let kv = match settings.kv_cache_type {
-            KvCacheKind::F32 => KvCacheType::F32,
-            KvCacheKind::F16 => KvCacheType::F16,
-        };
-        let fa = match settings.flash_attention {
-            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        };
+        let (kv, fa) =
+            crate::engine::kv_and_attention(settings.kv_cache_type, settings.flash_attention);
         let n = example.len() as u32;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n.next_multiple_of(256)))
