@@ -466,3 +466,90 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     assert_eq!(row.1["dataset"]["items"], 11);
     assert!(row.1["dataset"]["sha256"].as_str().unwrap().len() == 64);
 }
+
+/// A PEFT adapter directory for the tiny model (hidden 64, 2 layers, 2 KV
+/// heads of 16): q_proj and v_proj at rank 2; `in_dim` lets a test break it.
+fn write_peft(dir: &std::path::Path, in_dim: usize) {
+    use candle_core::{Device, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut tensors = HashMap::new();
+    for layer in 0..2 {
+        for (module, out) in [("q_proj", 64), ("v_proj", 32)] {
+            let name = |ab: &str| {
+                format!("base_model.model.model.layers.{layer}.self_attn.{module}.lora_{ab}.weight")
+            };
+            let a = Tensor::full(0.01f32, (2, in_dim), &Device::Cpu).unwrap();
+            let b = Tensor::full(0.02f32, (out, 2), &Device::Cpu).unwrap();
+            tensors.insert(name("A"), a);
+            tensors.insert(name("B"), b);
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        r#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"]}"#,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lora_import_registers_a_candidate_and_refuses_what_llama_cpp_cannot_load() {
+    let env = Env::new("import").await;
+    let good = env.dir.join("peft-good");
+    write_peft(&good, 64);
+    let out = env.run_dfa(
+        &[
+            "lora",
+            "import",
+            good.to_str().unwrap(),
+            "--id",
+            "peft-good",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: (String, String, String) =
+        sqlx::query_as("SELECT status, origin, path FROM adapters WHERE id = 'peft-good'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!((row.0.as_str(), row.1.as_str()), ("candidate", "import"));
+    assert!(env.dir.join("adapters").join(&row.2).is_file());
+
+    // Shapes that do not fit the base: llama.cpp refuses, nothing is registered.
+    let bad = env.dir.join("peft-bad");
+    write_peft(&bad, 48);
+    let out = env.run_dfa(
+        &["lora", "import", bad.to_str().unwrap(), "--id", "peft-bad"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot apply this adapter"));
+    assert_eq!(env.count("SELECT count(*) FROM adapters").await, 1);
+    let files = std::fs::read_dir(env.dir.join("adapters")).unwrap().count();
+    assert_eq!(files, 1, "a refused adapter leaves no file behind");
+    let again = env.run_dfa(
+        &[
+            "lora",
+            "import",
+            good.to_str().unwrap(),
+            "--id",
+            "peft-good",
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
+
+    // Operators can promote it; workers would then serve it.
+    let out = env.run_dfa(&["adapters", "promote", "peft-good"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(active_adapter(&env).await.as_deref(), Some("peft-good"));
+}

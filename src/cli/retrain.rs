@@ -129,31 +129,49 @@ pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<Exi
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "imported".into())
     });
-    let file_name = format!("{id}.gguf");
-    let path = Path::new(&settings.adapters.dir).join(&file_name);
-    let base_sha = sha256_file(&model.gguf).context("hashing the base model")?;
-    write_adapter(
-        &path,
-        "llama",
-        imported.alpha,
-        &imported.tensors,
-        &[("dfa.imported_from".into(), dir.display().to_string())],
-    )?;
-    // llama.cpp must accept it before it enters the registry.
-    let check = crate::trainer::featurize::Featurizer::load(
-        &model.gguf,
-        &model.mmproj,
-        prompts,
-        settings.model.chat_template,
-        1,
-    )?;
-    check.check_adapter(&path)?;
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        anyhow::bail!("--id `{id}`: use letters, digits, `-`, `_` and `.` only");
+    }
     let store = Store::connect(&settings.database.url, 1)
         .await
         .context("connecting to the database")?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("running migrations")?;
     }
+    if store.adapter(&id).await?.is_some() {
+        anyhow::bail!("an adapter `{id}` is already registered; pick another --id");
+    }
+    let file_name = format!("{id}.gguf");
+    let path = Path::new(&settings.adapters.dir).join(&file_name);
+    // Staged under another name: only a file llama.cpp accepts reaches the store.
+    let staged = path.with_extension("gguf.staged");
+    let base_sha = sha256_file(&model.gguf).context("hashing the base model")?;
+    write_adapter(
+        &staged,
+        "llama",
+        imported.alpha,
+        &imported.tensors,
+        &[("dfa.imported_from".into(), dir.display().to_string())],
+    )?;
+    let check = crate::trainer::featurize::Featurizer::load(
+        &model.gguf,
+        &model.mmproj,
+        prompts,
+        settings.model.chat_template,
+        1,
+    )
+    .and_then(|f| f.check_adapter(&staged));
+    if let Err(e) = check {
+        let _ = std::fs::remove_file(&staged);
+        return Err(anyhow::Error::new(e)
+            .context("llama.cpp cannot apply this adapter to the configured base model"));
+    }
+    std::fs::rename(&staged, &path)
+        .with_context(|| format!("moving the adapter to {}", path.display()))?;
     store
         .insert_adapter(&NewAdapter {
             id: id.clone(),
