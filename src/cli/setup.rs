@@ -13,6 +13,8 @@ use crate::settings::Settings;
 pub struct Loaded {
     pub settings: Settings,
     pub engine: Engine,
+    /// The adapter the engine started with (flags or settings).
+    pub adapter: Option<crate::engine::AdapterSpec>,
 }
 
 pub fn load_settings(config_dir: &Path) -> anyhow::Result<(Settings, Prompts)> {
@@ -38,7 +40,17 @@ pub async fn start_engine(config_dir: &Path, adapter: &AdapterChoice) -> anyhow:
     } else {
         adapter_spec(&settings.model.adapter, scale)
     };
-    let config = EngineConfig::from_settings(&settings, files.gguf, files.mmproj, adapter, prompts);
+    let config = EngineConfig::from_settings(
+        &settings,
+        files.gguf,
+        files.mmproj,
+        adapter.clone(),
+        prompts,
+    );
     let engine = Engine::start(config).await.context("starting the engine")?;
-    Ok(Loaded { settings, engine })
+    Ok(Loaded {
+        settings,
+        engine,
+        adapter,
+    })
 }

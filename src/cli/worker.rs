@@ -32,7 +32,13 @@ pub async fn run(config_dir: &Path, args: WorkerArgs) -> anyhow::Result<ExitCode
         crate::worker::run(settings, Arc::new(InstantBackend), stop).await?;
     } else {
         let loaded = start_engine(config_dir, &args.adapter).await?;
-        crate::worker::run(loaded.settings, Arc::new(loaded.engine), stop).await?;
+        crate::worker::run_serving(
+            loaded.settings,
+            Arc::new(loaded.engine),
+            loaded.adapter,
+            stop,
+        )
+        .await?;
     }
     Ok(ExitCode::SUCCESS)
 }

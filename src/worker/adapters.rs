@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{sha256_file, AdapterSpec, Backend};
-use crate::model_files::adapter_spec;
 use crate::settings::Settings;
 use crate::store::{AdapterRow, Store};
 
@@ -31,16 +30,17 @@ fn spec_of(row: &AdapterRow, dir: &Path) -> AdapterSpec {
     }
 }
 
-/// Follows the registry until `stop`; `serving` is what the engine started with.
+/// Follows the registry until `stop`. `initial` is what the engine started
+/// with, and what it serves again when no adapter is active.
 pub async fn follow_registry<B: Backend>(
     store: Store,
     backend: Arc<B>,
     settings: Settings,
-    mut serving: Option<AdapterSpec>,
+    initial: Option<AdapterSpec>,
     stop: CancellationToken,
 ) {
     let dir = PathBuf::from(&settings.adapters.dir);
-    let configured = adapter_spec(&settings.model.adapter, settings.model.adapter_scale);
+    let mut serving = initial.clone();
     let poll = Duration::from_millis(settings.adapters.poll_ms.max(50));
     // A file that failed verification or loading is not retried until the
     // registry names something else.
@@ -50,7 +50,7 @@ pub async fn follow_registry<B: Backend>(
             Ok(active) => {
                 let wanted = match &active {
                     Some(row) => Some(spec_of(row, &dir)),
-                    None => configured.clone(),
+                    None => initial.clone(),
                 };
                 let key = active.as_ref().map(|r| (r.id.clone(), r.sha256.clone()));
                 if wanted != serving && (key.is_none() || key != refused) {

@@ -117,10 +117,24 @@ async fn connect_store(
     }
 }
 
-/// Runs until `stop` is cancelled, then drains and commits.
+/// Runs until `stop` is cancelled, then drains and commits; the backend
+/// serves `model.adapter` until the registry names one.
 pub async fn run<B: Backend + 'static>(
     settings: Settings,
     backend: Arc<B>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let initial =
+        crate::model_files::adapter_spec(&settings.model.adapter, settings.model.adapter_scale);
+    run_serving(settings, backend, initial, stop).await
+}
+
+/// As `run`, for a backend started with `initial`: the adapter served while
+/// the registry has none active.
+pub async fn run_serving<B: Backend + 'static>(
+    settings: Settings,
+    backend: Arc<B>,
+    initial: Option<crate::engine::AdapterSpec>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let w = &settings.worker;
@@ -176,7 +190,7 @@ pub async fn run<B: Backend + 'static>(
             processor.store.clone(),
             processor.backend.clone(),
             settings.clone(),
-            None,
+            initial,
             stop.clone(),
         ))
     });
