@@ -272,16 +272,26 @@ fn run_train_bench(
     let e = train::estimate(4096.0, 32.0, 11008.0, 32.0, 32000.0, 16.0, 700.0);
     let act = e.activations_f32_gib * factor;
     let total = e.base_f32_gib + e.lora_state_mib / 1024.0 + act;
+    let with_bf16 = total - (e.base_f32_gib - e.base_bf16_gib);
+    // An 80 GB GPU holds 74.5 GiB.
+    let verdict = match (total < 74.5, with_bf16 < 74.5) {
+        (true, _) => "so a 7B LoRA fits one 80 GB GPU as the trainer is today".to_string(),
+        (false, true) => format!(
+            "so a 7B LoRA does not fit one 80 GB GPU with F32 weights, but would with BF16 weights ({with_bf16:.0} GiB)"
+        ),
+        (false, false) => format!(
+            "so a 7B LoRA needs activation recomputation or a fused attention backward before it fits one 80 GB GPU (BF16 weights alone: {with_bf16:.0} GiB)"
+        ),
+    };
     body.push_str(&format!(
         "\nEstimate (computed, not measured) for a LLaMA-7B base (hidden 4096, 32 layers, FFN 11008) at rank 16 on the four \
          attention projections, one 700-token sequence (576 image tokens + text). Base weights: {:.1} GiB in F32 as the trainer \
          loads them today ({:.1} GiB in BF16). LoRA weights + gradients + AdamW moments: {:.0} MiB. Activations and gradients \
          kept for the backward pass: the textbook count (34·E + 5·heads·T + 2·FFN values per token and layer) gives {:.1} GiB, \
-         but this run measured {:.1}x that count on the bench-size model (candle keeps every intermediate of the unfused \
-         RoPE, softmax and RMSNorm, and computes gradients for the frozen weights too), so about {:.0} GiB per sequence. \
-         Total: about {:.0} GiB at any batch size (gradients are accumulated one example at a time). \
-         A 7B base therefore needs activation recomputation or a fused attention backward before it fits one 80 GB GPU; \
-         the tiny and bench-size models train as they are.\n",
+         and this run measured {:.1}x that count on the bench-size model (candle keeps every intermediate of the unfused \
+         RoPE, softmax and RMSNorm), so about {:.0} GiB per sequence. \
+         Total: about {:.0} GiB at any batch size (gradients are accumulated one example at a time), {verdict}. \
+         The tiny and bench-size models train as they are.\n",
         e.base_f32_gib,
         e.base_bf16_gib,
         e.lora_state_mib,

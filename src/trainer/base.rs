@@ -9,8 +9,9 @@
 use std::fs::File;
 use std::path::Path;
 
+use candle_core::backend::BackendStorage;
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, D};
 use candle_nn::ops::{rms_norm_slow, softmax};
 use candle_nn::rotary_emb::rope_i_slow;
 
@@ -190,7 +191,7 @@ impl BaseModel {
         for (l, layer) in self.layers.iter().enumerate() {
             let h = rms_norm_slow(&x, &layer.attn_norm, c.eps)?;
             let proj = |p: Projection, w: &Tensor| -> Result<Tensor, TrainError> {
-                let y = h.matmul(w)?;
+                let y = frozen_matmul(&h, w)?;
                 match lora {
                     Some(set) => set.add_delta(l, p, &h, y),
                     None => Ok(y),
@@ -219,7 +220,7 @@ impl BaseModel {
                 .contiguous()?
                 .reshape((n, c.n_embd))?;
             let o = {
-                let y = o.matmul(&layer.wo)?;
+                let y = frozen_matmul(&o, &layer.wo)?;
                 match lora {
                     Some(set) => set.add_delta(l, Projection::O, &o, y)?,
                     None => y,
@@ -227,15 +228,16 @@ impl BaseModel {
             };
             x = (x + o)?;
             let h = rms_norm_slow(&x, &layer.ffn_norm, c.eps)?;
-            let gated = (candle_nn::ops::silu(&h.matmul(&layer.gate)?)? * h.matmul(&layer.up)?)?;
-            x = (x + gated.matmul(&layer.down)?)?;
+            let gated = (candle_nn::ops::silu(&frozen_matmul(&h, &layer.gate)?)?
+                * frozen_matmul(&h, &layer.up)?)?;
+            x = (x + frozen_matmul(&gated, &layer.down)?)?;
         }
         Ok(rms_norm_slow(&x, &self.output_norm, c.eps)?)
     }
 
     /// Logits for hidden states, (n, V).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(hidden.matmul(&self.output)?)
+        frozen_matmul(hidden, &self.output)
     }
 
     fn rope_tables(&self, n: usize) -> Result<(Tensor, Tensor), TrainError> {
@@ -256,6 +258,52 @@ impl BaseModel {
             Tensor::from_vec(cos, (n, hd / 2), &self.device)?,
             Tensor::from_vec(sin, (n, hd / 2), &self.device)?,
         ))
+    }
+}
+
+/// `x · w` for a frozen weight `w`: candle's matmul also computes the
+/// weight's gradient in the backward pass, which a LoRA never uses (a third
+/// of the training arithmetic, and a weight-sized tensor per projection held
+/// until the step ends). The forward is the same gemm call, so logits are
+/// bit-identical. CPU only; other devices use the plain matmul.
+fn frozen_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor, TrainError> {
+    if x.device().is_cpu() && x.dims().len() == 2 && w.dims().len() == 2 {
+        Ok(x.apply_op2(w, FrozenMatmul)?)
+    } else {
+        Ok(x.matmul(w)?)
+    }
+}
+
+struct FrozenMatmul;
+
+impl CustomOp2 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = l1.shape().dims2()?;
+        let (k2, n) = l2.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("frozen-matmul: ({m}, {k}) x ({k2}, {n})");
+        }
+        Ok((s1.matmul(s2, (1, m, n, k), l1, l2)?, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.matmul(&w.t()?)?), None))
     }
 }
 
