@@ -59,6 +59,16 @@ struct Pair {
     b: Var,
 }
 
+impl Pair {
+    /// Trainable copies of A (r, in) and B (out, r).
+    fn new(a: &Tensor, b: &Tensor) -> Result<Pair, TrainError> {
+        Ok(Pair {
+            a: Var::from_tensor(a)?,
+            b: Var::from_tensor(b)?,
+        })
+    }
+}
+
 /// The trainable adapter: one A/B pair per (layer, projection).
 pub struct LoraSet {
     pub rank: usize,
@@ -91,13 +101,7 @@ impl LoraSet {
                     .collect();
                 let a = Tensor::from_vec(a, (rank, config.n_embd), device)?;
                 let b = Tensor::zeros((config.out_dim(p), rank), candle_core::DType::F32, device)?;
-                pairs.insert(
-                    (l, p),
-                    Pair {
-                        a: Var::from_tensor(&a)?,
-                        b: Var::from_tensor(&b)?,
-                    },
-                );
+                pairs.insert((l, p), Pair::new(&a, &b)?);
             }
         }
         Ok(LoraSet {
@@ -226,13 +230,7 @@ impl LoraSet {
                     b.dims()
                 )));
             }
-            out.insert(
-                (l, p),
-                Pair {
-                    a: Var::from_tensor(&a)?,
-                    b: Var::from_tensor(&b)?,
-                },
-            );
+            out.insert((l, p), Pair::new(&a, &b)?);
         }
         Ok(LoraSet {
             rank,
