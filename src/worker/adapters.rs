@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::Metrics;
 use crate::engine::{sha256_file, AdapterSpec, Backend};
 use crate::settings::Settings;
 use crate::store::{AdapterRow, Store};
@@ -37,10 +38,13 @@ pub async fn follow_registry<B: Backend>(
     backend: Arc<B>,
     settings: Settings,
     initial: Option<AdapterSpec>,
+    metrics: Metrics,
     stop: CancellationToken,
 ) {
     let dir = PathBuf::from(&settings.adapters.dir);
     let mut serving = initial.clone();
+    let name = |s: &Option<AdapterSpec>| s.as_ref().map_or("none", |s| s.id.as_str()).to_string();
+    metrics.set_serving_adapter(&name(&serving));
     let poll = Duration::from_millis(settings.adapters.poll_ms.max(50));
     // A file that failed verification or loading is not retried until the
     // registry names something else.
@@ -56,10 +60,8 @@ pub async fn follow_registry<B: Backend>(
                 if wanted != serving && (key.is_none() || key != refused) {
                     match swap(backend.as_ref(), wanted.clone(), active.as_ref()).await {
                         Ok(()) => {
-                            tracing::info!(
-                                adapter = %wanted.as_ref().map_or("none", |s| s.id.as_str()),
-                                "now serving adapter"
-                            );
+                            tracing::info!(adapter = %name(&wanted), "now serving adapter");
+                            metrics.set_serving_adapter(&name(&wanted));
                             serving = wanted;
                             refused = None;
                         }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     pub retries: IntCounterVec,
     pub corrections: IntCounterVec,
+    /// 1 for the adapter this worker serves ("none": the base model).
+    pub serving_adapter: IntGaugeVec,
     pub in_flight: IntGauge,
     pub write_batch_size: Histogram,
     pub stage_seconds: HistogramVec,
@@ -65,6 +67,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("constant metric definition");
+        let serving_adapter = IntGaugeVec::new(
+            Opts::new(
+                "dfa_serving_adapter",
+                "1 for the LoRA adapter this worker applies (adapter=\"none\": base model)",
+            ),
+            &["adapter"],
+        )
+        .expect("constant metric definition");
         let in_flight = IntGauge::new("dfa_requests_in_flight", "Requests being processed")
             .expect("constant metric definition");
         let write_batch_size = Histogram::with_opts(
@@ -88,6 +98,7 @@ impl Metrics {
             dead_lettered,
             retries,
             corrections,
+            serving_adapter,
             in_flight,
             write_batch_size,
             stage_seconds,
@@ -100,6 +111,7 @@ impl Metrics {
             Box::new(m.dead_lettered.clone()),
             Box::new(m.retries.clone()),
             Box::new(m.corrections.clone()),
+            Box::new(m.serving_adapter.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.write_batch_size.clone()),
             Box::new(m.stage_seconds.clone()),
@@ -109,6 +121,12 @@ impl Metrics {
             let _ = m.registry.register(c);
         }
         m
+    }
+
+    /// Records which adapter is applied now.
+    pub fn set_serving_adapter(&self, id: &str) {
+        self.serving_adapter.reset();
+        self.serving_adapter.with_label_values(&[id]).set(1);
     }
 
     pub fn observe(&self, stage: &str, seconds: f64) {

@@ -191,6 +191,7 @@ pub async fn run_serving<B: Backend + 'static>(
             processor.backend.clone(),
             settings.clone(),
             initial,
+            metrics.clone(),
             stop.clone(),
         ))
     });

@@ -321,6 +321,22 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The worker's Prometheus text, from the address it logged at start.
+    pub async fn metrics(&self) -> String {
+        let log = self.stderr();
+        let addr = log
+            .split("bound=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the worker logged its metrics address");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn kill(&mut self) {
         self.signal("-KILL");
         if let Some(mut c) = self.child.take() {
