@@ -226,8 +226,14 @@ async fn corrections_retrain_promote_hot_swap_gate_and_rollback() {
     assert_eq!(active_adapter(&env).await.as_deref(), Some(first.as_str()));
     wait_for_log(&worker, &format!("now serving adapter adapter={first}")).await;
     let metrics = worker.metrics().await;
-    assert!(metrics.contains(&format!("dfa_serving_adapter{{adapter=\"{first}\"}} 1")), "{metrics}");
-    assert!(metrics.contains("dfa_corrections_total{outcome=\"inserted\"} 24"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("dfa_serving_adapter{{adapter=\"{first}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dfa_corrections_total{outcome=\"inserted\"} 24"),
+        "{metrics}"
+    );
 
     let again = analyse(&env, &corrected, 1).await;
     let unseen_after = analyse(&env, &unseen, 1).await;
