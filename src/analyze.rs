@@ -1,6 +1,7 @@
 //! From image bytes to a `Verdict`: intake, the model stage, and assembly.
 //! Shared by the CLI and the worker.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -31,8 +32,9 @@ impl AnalyzeError {
 }
 
 /// Decodes on a blocking thread (image decoding is CPU work) and times it.
+/// `bytes` are shared, not copied: the worker keeps them for the image store.
 pub async fn decode_off_thread(
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     limits: ImageSettings,
 ) -> (Result<DecodedImage, ImageError>, f64) {
     let started = Instant::now();
@@ -46,7 +48,7 @@ pub async fn decode_off_thread(
 pub async fn analyze_bytes<B: Backend>(
     backend: &B,
     request_id: Uuid,
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     tasks: Tasks,
     image_limits: &ImageSettings,
     analysis: &AnalysisSettings,

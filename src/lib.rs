@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod artifacts;
 pub mod cli;
 pub mod engine;
+pub mod gguf_write;
 pub mod image_intake;
 pub mod image_store;
 pub mod learning;

@@ -54,7 +54,7 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
                     Ok(bytes) => analyze_bytes(
                         engine,
                         Uuid::new_v4(),
-                        bytes,
+                        std::sync::Arc::new(bytes),
                         tasks,
                         &settings.image,
                         &settings.analysis,

@@ -26,9 +26,11 @@ pub struct ChatArgs {
 pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let loaded = start_engine(config_dir, &args.adapter).await?;
     let (settings, engine) = (&loaded.settings, &loaded.engine);
-    let bytes = tokio::fs::read(&args.image)
-        .await
-        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let bytes = std::sync::Arc::new(
+        tokio::fs::read(&args.image)
+            .await
+            .with_context(|| format!("cannot read {}", args.image.display()))?,
+    );
     let tasks = Tasks {
         explain: Explain::Always,
         ..Tasks::screening(settings.analysis.explain_threshold)

@@ -6,11 +6,9 @@
 
 mod vocab;
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -130,6 +128,8 @@ pub enum GenerateError {
         name: String,
         source: candle_core::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::gguf_write::GgufWriteError),
 }
 
 /// Writes model, mmproj and adapters into `dir`; the same seed and texts give
@@ -175,24 +175,7 @@ type Meta = Vec<(String, Value)>;
 type Tensors = Vec<(String, QTensor)>;
 
 fn write_gguf(path: &Path, meta: &Meta, tensors: &Tensors) -> Result<(), GenerateError> {
-    let io = |source| GenerateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension(format!("gguf.{}.tmp", std::process::id()));
-    let file = File::create(&tmp).map_err(io)?;
-    let mut w = BufWriter::new(file);
-    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut w, &meta_refs, &tensor_refs).map_err(|e| GenerateError::Tensor {
-        name: path.display().to_string(),
-        source: e,
-    })?;
-    w.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    Ok(crate::gguf_write::write_atomic(path, meta, tensors)?)
 }
 
 fn s(v: &str) -> Value {

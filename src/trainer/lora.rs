@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -299,8 +299,7 @@ pub fn read_adapter(path: &Path, device: &Device) -> Result<AdapterFile, TrainEr
 }
 
 /// Writes an adapter GGUF llama.cpp loads; `extra` adds `dfa.*` provenance
-/// keys (llama.cpp ignores keys it does not know). Written to a temporary
-/// name and renamed, so a worker never loads half a file.
+/// keys (llama.cpp ignores keys it does not know).
 pub fn write_adapter(
     path: &Path,
     architecture: &str,
@@ -308,7 +307,6 @@ pub fn write_adapter(
     tensors: &[(String, Tensor)],
     extra: &[(String, String)],
 ) -> Result<(), TrainError> {
-    let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
     let mut meta: Vec<(String, Value)> = vec![
         (
             "general.architecture".into(),
@@ -330,17 +328,5 @@ pub fn write_adapter(
             .to_dtype(candle_core::DType::F32)?;
         qs.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32)?));
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("gguf.{}.tmp", std::process::id()));
-    let mut w = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
-    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = qs.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut w, &meta_refs, &tensor_refs)?;
-    w.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    Ok(crate::gguf_write::write_atomic(path, &meta, &qs)?)
 }

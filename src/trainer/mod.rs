@@ -36,6 +36,8 @@ pub enum TrainError {
     Llama(String),
     #[error("nothing to train on")]
     NoExamples,
+    #[error(transparent)]
+    Write(#[from] crate::gguf_write::GgufWriteError),
 }
 
 /// Hyper-parameters, recorded with every adapter in the registry.

@@ -165,11 +165,11 @@ impl<B: Backend> Processor<B> {
             s.analysis.explain_threshold,
             request.questions.clone(),
         );
-        let kept = bytes.clone();
+        let bytes = std::sync::Arc::new(bytes);
         let verdict = analyze_bytes(
             self.backend.as_ref(),
             request.request_id,
-            bytes,
+            bytes.clone(),
             tasks,
             &s.image,
             &s.analysis,
@@ -187,10 +187,10 @@ impl<B: Backend> Processor<B> {
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
         self.images
-            .put(&image_sha256, &kept)
+            .put(&image_sha256, &bytes)
             .await
             .map_err(|e| reject("image_store", e.to_string()))?;
-        drop(kept);
+        drop(bytes);
 
         let source_ref = request.image.reference();
         let result = serde_json::to_string(&ResultMessage {
