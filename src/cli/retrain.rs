@@ -14,6 +14,7 @@ use crate::model_files::{resolve_model, tiny_model_warning};
 use crate::store::{NewAdapter, Store};
 use crate::trainer::lora::write_adapter;
 use crate::trainer::peft::read_peft;
+use crate::worker::adapters::{registry_spec, verify_file};
 
 #[derive(Args)]
 pub struct RetrainArgs {
@@ -76,18 +77,8 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
                 .adapter(&id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
-            let path = crate::worker::adapters::resolve_adapter_path(
-                Path::new(&settings.adapters.dir),
-                &row.path,
-            );
-            let sha = sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
-            if sha != row.sha256 {
-                anyhow::bail!(
-                    "{}: sha256 {sha} differs from the registry's {}; not promoting",
-                    path.display(),
-                    row.sha256
-                );
-            }
+            let spec = registry_spec(&row, Path::new(&settings.adapters.dir));
+            verify_file(&spec.path, &row.sha256).context("not promoting")?;
             store
                 .promote_adapter(&id, "promoted by an operator")
                 .await?;
@@ -157,14 +148,7 @@ pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<Exi
         &imported.tensors,
         &[("dfa.imported_from".into(), dir.display().to_string())],
     )?;
-    let check = crate::trainer::featurize::Featurizer::load(
-        &model.gguf,
-        &model.mmproj,
-        prompts,
-        settings.model.chat_template,
-        1,
-    )
-    .and_then(|f| f.check_adapter(&staged));
+    let check = crate::trainer::featurize::check_adapter(&model.gguf, &staged);
     if let Err(e) = check {
         let _ = std::fs::remove_file(&staged);
         return Err(anyhow::Error::new(e)

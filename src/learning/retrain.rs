@@ -22,7 +22,7 @@ use crate::settings::Settings;
 use crate::store::{NewAdapter, Store};
 use crate::trainer::lora::write_adapter;
 use crate::trainer::TrainReport;
-use crate::worker::adapters::resolve_adapter_path;
+use crate::worker::adapters::registry_spec;
 
 #[derive(Debug, Clone, Default)]
 pub struct RetrainOptions {
@@ -67,11 +67,7 @@ pub async fn retrain(
     let plan = plan(settings, &store, prompts, opts).await?;
     let adapters_dir = PathBuf::from(&settings.adapters.dir);
     let active_spec = match &plan.active {
-        Some(row) => Some(AdapterSpec {
-            id: row.id.clone(),
-            path: resolve_adapter_path(&adapters_dir, &row.path),
-            scale: row.scale,
-        }),
+        Some(row) => Some(registry_spec(row, &adapters_dir)),
         None => adapter_spec(&settings.model.adapter, settings.model.adapter_scale),
     };
     let mut report = RetrainReport {

@@ -108,18 +108,11 @@ impl Store {
         c: &Correction,
         source: &Source,
     ) -> Result<CorrectionWrite, StoreError> {
-        let known: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM verdicts WHERE request_id = $1")
-            .bind(c.request_id)
-            .fetch_optional(self.pool())
-            .await?;
-        if known.is_none() {
-            return Ok(CorrectionWrite::UnknownRequest);
-        }
         let artifacts = c
             .artifacts
             .as_ref()
             .map(|a| serde_json::to_value(a).unwrap_or(Value::Null));
-        let row: Option<(bool,)> = sqlx::query_as(
+        let row: Result<Option<(bool,)>, sqlx::Error> = sqlx::query_as(
             "INSERT INTO corrections (request_id, reviewer, label, forgery_type, artifacts, note, created_at, \
                                       source_topic, source_partition, source_offset) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -142,7 +135,18 @@ impl Store {
         .bind(source.partition)
         .bind(source.offset)
         .fetch_optional(self.pool())
-        .await?;
+        .await;
+        // One round trip: the foreign key to verdicts says when the request is unknown.
+        let row = match row {
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|code| code == "23503") =>
+            {
+                return Ok(CorrectionWrite::UnknownRequest)
+            }
+            other => other?,
+        };
         Ok(match row {
             Some((true,)) => CorrectionWrite::Inserted,
             Some((false,)) => CorrectionWrite::Superseded,

@@ -25,6 +25,18 @@ use crate::image_intake::DecodedImage;
 use crate::prompts::{Prompts, Turn};
 use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 
+/// Loads an adapter file onto the base model in llama.cpp once, to refuse
+/// files it rejects (wrong names or shapes) before they are registered.
+pub fn check_adapter(gguf: &Path, adapter: &Path) -> Result<(), TrainError> {
+    let backend = crate::engine::backend().map_err(|e| llama_err("backend", &e))?;
+    let mut model = LlamaModel::load_from_file(backend, gguf, &LlamaModelParams::default())
+        .map_err(|e| llama_err(&gguf.display().to_string(), &e))?;
+    model
+        .lora_adapter_init(adapter)
+        .map(|_| ())
+        .map_err(|e| llama_err(&adapter.display().to_string(), &e))
+}
+
 pub struct Featurizer {
     model: LlamaModel,
     mtmd: MtmdContext,
@@ -164,14 +176,6 @@ impl Featurizer {
             suffix,
             answer_start,
         })
-    }
-
-    /// Loads an adapter file into llama.cpp once, to refuse files it rejects.
-    pub fn check_adapter(mut self, path: &Path) -> Result<(), TrainError> {
-        self.model
-            .lora_adapter_init(path)
-            .map(|_| ())
-            .map_err(|e| llama_err(&path.display().to_string(), &e))
     }
 
     /// llama.cpp's logits at the rows the trainer scores (one per answer

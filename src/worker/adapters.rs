@@ -23,7 +23,39 @@ pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {
     }
 }
 
-fn spec_of(row: &AdapterRow, dir: &Path) -> AdapterSpec {
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterFileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: sha256 {actual} differs from the registry's {expected}")]
+    Changed {
+        path: PathBuf,
+        actual: String,
+        expected: String,
+    },
+}
+
+/// Checks that an adapter file is the one the registry recorded (blocking).
+pub fn verify_file(path: &Path, expected: &str) -> Result<(), AdapterFileError> {
+    let actual = sha256_file(path).map_err(|source| AdapterFileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if actual != expected {
+        return Err(AdapterFileError::Changed {
+            path: path.to_path_buf(),
+            actual,
+            expected: expected.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What the engine needs to apply a registry entry.
+pub fn registry_spec(row: &AdapterRow, dir: &Path) -> AdapterSpec {
     AdapterSpec {
         id: row.id.clone(),
         path: resolve_adapter_path(dir, &row.path),
@@ -53,7 +85,7 @@ pub async fn follow_registry<B: Backend>(
         match store.active_adapter().await {
             Ok(active) => {
                 let wanted = match &active {
-                    Some(row) => Some(spec_of(row, &dir)),
+                    Some(row) => Some(registry_spec(row, &dir)),
                     None => initial.clone(),
                 };
                 let key = active.as_ref().map(|r| (r.id.clone(), r.sha256.clone()));
@@ -90,15 +122,8 @@ async fn swap<B: Backend>(
 ) -> anyhow::Result<()> {
     if let (Some(spec), Some(row)) = (&spec, row) {
         // Serve only the bytes the registry evaluated.
-        let path = spec.path.clone();
-        let sha = tokio::task::spawn_blocking(move || sha256_file(&path)).await??;
-        if sha != row.sha256 {
-            anyhow::bail!(
-                "{}: sha256 {sha} differs from the registry's {}",
-                spec.path.display(),
-                row.sha256
-            );
-        }
+        let (path, expected) = (spec.path.clone(), row.sha256.clone());
+        tokio::task::spawn_blocking(move || verify_file(&path, &expected)).await??;
     }
     backend.set_adapter(spec).await?;
     Ok(())
