@@ -130,7 +130,7 @@ impl<B: Backend> Processor<B> {
         tracing::Span::current()
             .record("request_id", tracing::field::display(correction.request_id));
         let written = self
-            .with_store_retry("store_correction", || {
+            .with_retry("store_correction", || {
                 self.store.upsert_correction(&correction, &msg.source)
             })
             .await;

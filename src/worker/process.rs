@@ -16,13 +16,14 @@ use super::fetch::Fetcher;
 use super::kafka::{Publisher, HEADER_TRACEPARENT};
 use super::metrics::Metrics;
 use super::request::{parse_request, Request};
+use super::retry::Transient;
 use super::trace;
 use super::writer::{WriteError, Writer};
 use crate::analyze::{analyze_bytes, AnalyzeError};
 use crate::engine::{Backend, EngineError, Tasks};
 use crate::image_store::ImageStore;
 use crate::settings::Settings;
-use crate::store::{NewVerdict, Source, Store, StoreError};
+use crate::store::{NewVerdict, Source, Store};
 use crate::verdict::Verdict;
 
 /// A consumed message, owned so it can outlive the consumer's buffer.
@@ -186,10 +187,14 @@ impl<B: Backend> Processor<B> {
 
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
-        self.images
-            .put(&image_sha256, &bytes)
+        match self
+            .with_retry("image_store", || self.images.put(&image_sha256, &bytes))
             .await
-            .map_err(|e| reject("image_store", e.to_string()))?;
+        {
+            None => return Ok(Outcome::Abandoned),
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(reject("image_store", e.to_string())),
+        }
         drop(bytes);
 
         let source_ref = request.image.reference();
@@ -288,7 +293,7 @@ impl<B: Backend> Processor<B> {
             .with_label_values(&[reject.kind])
             .inc();
         let recorded = self
-            .with_store_retry("record_rejection", || {
+            .with_retry("record_rejection", || {
                 self.store.record_rejection(
                     &msg.source,
                     reject.request_id,
@@ -309,16 +314,17 @@ impl<B: Backend> Processor<B> {
         }
     }
 
-    /// Runs a store call until it succeeds or fails permanently, with backoff
-    /// on transient failures; None when shutdown abandons it.
-    pub(super) async fn with_store_retry<T, F, Fut>(
+    /// Runs a storage call until it succeeds or fails permanently, with
+    /// backoff on transient failures; None when shutdown abandons it.
+    pub(super) async fn with_retry<T, E, F, Fut>(
         &self,
         stage: &'static str,
         mut call: F,
-    ) -> Option<Result<T, StoreError>>
+    ) -> Option<Result<T, E>>
     where
+        E: Transient + std::fmt::Display,
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
         let mut delay = std::time::Duration::from_millis(self.settings.worker.retry_initial_ms);
         let max = std::time::Duration::from_millis(self.settings.worker.retry_max_ms);
@@ -326,7 +332,7 @@ impl<B: Backend> Processor<B> {
             match call().await {
                 Err(e) if e.is_transient() => {
                     self.metrics.retries.with_label_values(&[stage]).inc();
-                    tracing::warn!(error = %e, stage, "database unavailable; retrying");
+                    tracing::warn!(error = %e, stage, "storage unavailable; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.cancel.cancelled() => return None,

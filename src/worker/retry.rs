@@ -2,6 +2,25 @@
 
 use std::time::Duration;
 
+/// Failures a retry can cure (an outage), as opposed to bad input.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for crate::store::StoreError {
+    fn is_transient(&self) -> bool {
+        crate::store::StoreError::is_transient(self)
+    }
+}
+
+/// Image store failures are storage outages (disk full, volume gone): work
+/// pauses until the store is back rather than dropping requests.
+impl Transient for crate::image_store::ImageStoreError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     initial: Duration,
