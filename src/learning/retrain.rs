@@ -145,7 +145,19 @@ pub async fn retrain(
     })
     .await??;
 
-    let base_sha = sha256_file(&model.gguf).context("hashing the base model")?;
+    // The serving engine scores both adapters; it also hashes the base model,
+    // which the registry records (hashing a 7B GGUF twice costs tens of seconds).
+    let config = EngineConfig::from_settings(
+        settings,
+        model.gguf.clone(),
+        model.mmproj.clone(),
+        active_spec.clone(),
+        prompts.clone(),
+    );
+    let engine = Engine::start(config)
+        .await
+        .context("starting the engine for evaluation")?;
+    let base_sha = engine.info().model.base_sha256.clone();
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
     let tmp_name = format!("candidate-{stamp}-{}.gguf", uuid::Uuid::new_v4().simple());
     let tmp_path = adapters_dir.join(&tmp_name);
@@ -206,32 +218,33 @@ pub async fn retrain(
     report.train = Some(train_report);
 
     // Evaluate the candidate and the active adapter with the serving engine.
-    let images = ImageStore::new(&settings.image_store.dir);
-    let mut eval_images = Vec::new();
     let heldout: Vec<Item> = plan
         .heldout
         .iter()
         .filter(|i| i.label.is_some())
         .cloned()
         .collect();
-    for (i, item) in heldout.iter().chain(&plan.new_corrections).enumerate() {
-        match load_image(item, &images, settings) {
-            Ok(img) => eval_images.push((i, Arc::new(img))),
-            Err(e) => report
-                .skipped
-                .push(format!("evaluation {}: {e} (skipped)", describe(item))),
-        }
-    }
-    let config = EngineConfig::from_settings(
-        settings,
-        model.gguf.clone(),
-        model.mmproj.clone(),
-        active_spec.clone(),
-        prompts.clone(),
+    let (s, items) = (
+        settings.clone(),
+        heldout
+            .iter()
+            .chain(&plan.new_corrections)
+            .cloned()
+            .collect::<Vec<_>>(),
     );
-    let engine = Engine::start(config)
-        .await
-        .context("starting the engine for evaluation")?;
+    let (eval_images, unreadable) = tokio::task::spawn_blocking(move || {
+        let images = ImageStore::new(&s.image_store.dir);
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for (i, item) in items.iter().enumerate() {
+            match load_image(item, &images, &s) {
+                Ok(img) => ok.push((i, Arc::new(img))),
+                Err(e) => bad.push(format!("evaluation {}: {e} (skipped)", describe(item))),
+            }
+        }
+        (ok, bad)
+    })
+    .await?;
+    report.skipped.extend(unreadable);
     let threshold = settings.analysis.threshold;
     let active_scores = score(
         &engine,
