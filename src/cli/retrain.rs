@@ -77,7 +77,7 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
                 .adapter(&id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
-            let spec = registry_spec(&row, Path::new(&settings.adapters.dir));
+            let spec = registry_spec(&(&row).into(), Path::new(&settings.adapters.dir));
             verify_file(&spec.path, &row.sha256).context("not promoting")?;
             store
                 .promote_adapter(&id, "promoted by an operator")

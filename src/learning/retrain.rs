@@ -67,7 +67,7 @@ pub async fn retrain(
     let plan = plan(settings, &store, prompts, opts).await?;
     let adapters_dir = PathBuf::from(&settings.adapters.dir);
     let active_spec = match &plan.active {
-        Some(row) => Some(registry_spec(row, &adapters_dir)),
+        Some(row) => Some(registry_spec(&row.into(), &adapters_dir)),
         None => adapter_spec(&settings.model.adapter, settings.model.adapter_scale),
     };
     let mut report = RetrainReport {

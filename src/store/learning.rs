@@ -67,6 +67,27 @@ pub struct AdapterRow {
     pub retired_at: Option<DateTime<Utc>>,
 }
 
+/// What serving needs of a registry entry: polled by every worker, so it
+/// leaves out the (possibly large) training-data snapshot.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AdapterRef {
+    pub id: String,
+    pub path: String,
+    pub sha256: String,
+    pub scale: f32,
+}
+
+impl From<&AdapterRow> for AdapterRef {
+    fn from(row: &AdapterRow) -> AdapterRef {
+        AdapterRef {
+            id: row.id.clone(),
+            path: row.path.clone(),
+            sha256: row.sha256.clone(),
+            scale: row.scale,
+        }
+    }
+}
+
 /// A new registry entry (always a candidate first).
 #[derive(Debug, Clone)]
 pub struct NewAdapter {
@@ -210,6 +231,15 @@ impl Store {
         ))
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// The active adapter's file and scale (the workers' poll).
+    pub async fn active_adapter_ref(&self) -> Result<Option<AdapterRef>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, path, sha256, scale FROM adapters WHERE status = 'active'")
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     pub async fn adapter(&self, id: &str) -> Result<Option<AdapterRow>, StoreError> {

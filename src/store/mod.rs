@@ -4,7 +4,9 @@
 
 mod learning;
 
-pub use learning::{AdapterRow, CorrectionRow, CorrectionWrite, NewAdapter, RegistryError};
+pub use learning::{
+    AdapterRef, AdapterRow, CorrectionRow, CorrectionWrite, NewAdapter, RegistryError,
+};
 
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::Metrics;
 use crate::engine::{sha256_file, AdapterSpec, Backend};
 use crate::settings::Settings;
-use crate::store::{AdapterRow, Store};
+use crate::store::{AdapterRef, Store};
 
 /// Where a registry path points: relative paths live in the adapter store.
 pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {
@@ -55,7 +55,7 @@ pub fn verify_file(path: &Path, expected: &str) -> Result<(), AdapterFileError> 
 }
 
 /// What the engine needs to apply a registry entry.
-pub fn registry_spec(row: &AdapterRow, dir: &Path) -> AdapterSpec {
+pub fn registry_spec(row: &AdapterRef, dir: &Path) -> AdapterSpec {
     AdapterSpec {
         id: row.id.clone(),
         path: resolve_adapter_path(dir, &row.path),
@@ -82,7 +82,7 @@ pub async fn follow_registry<B: Backend>(
     // registry names something else.
     let mut refused: Option<(String, String)> = None;
     loop {
-        match store.active_adapter().await {
+        match store.active_adapter_ref().await {
             Ok(active) => {
                 let wanted = match &active {
                     Some(row) => Some(registry_spec(row, &dir)),
@@ -118,7 +118,7 @@ pub async fn follow_registry<B: Backend>(
 async fn swap<B: Backend>(
     backend: &B,
     spec: Option<AdapterSpec>,
-    row: Option<&AdapterRow>,
+    row: Option<&AdapterRef>,
 ) -> anyhow::Result<()> {
     if let (Some(spec), Some(row)) = (&spec, row) {
         // Serve only the bytes the registry evaluated.
