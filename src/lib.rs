@@ -1,21 +1,25 @@
 //! dfa: interactive deepfake analysis with DFA-GPT-style LLaVA models served
-//! through llama.cpp. See README.md for the commands and docs/ for contracts.
+//! through llama.cpp. See README.md for the commands, docs/architecture.md for
+//! how the modules fit together, and docs/ for the contracts.
 
-pub mod analyze;
-pub mod artifacts;
-pub mod cli;
-pub mod engine;
-pub mod gguf_write;
-pub mod image_intake;
-pub mod image_store;
-pub mod learning;
-pub mod model_files;
-pub mod prompts;
-pub mod scoring;
+// The centre: plain data and rules, and the typed settings tree.
+pub mod domain;
 pub mod settings;
+
+// Pure-ish stages in front of the model.
+pub mod intake;
+pub mod model;
+
+// Integrations at the edges.
+pub mod engine;
+pub mod images;
+pub mod learning;
+pub mod registry;
 pub mod store;
-pub mod telemetry;
-pub mod tinymodel;
 pub mod trainer;
-pub mod verdict;
 pub mod worker;
+
+// Wiring and shared plumbing.
+pub mod atomic;
+pub mod cli;
+pub mod telemetry;

@@ -185,7 +185,7 @@ async fn explanation_and_conversation_are_generated() {
         .analyze(AnalysisRequest {
             image: common::decoded(5),
             tasks: Tasks::follow_up(
-                vec![dfa::prompts::Turn {
+                vec![dfa::domain::prompts::Turn {
                     question: "Why?".into(),
                     answer: a.answers[0].answer.clone(),
                 }],
@@ -227,8 +227,8 @@ async fn screening_generates_text_only_above_the_explain_threshold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_context_is_rejected_naming_the_setting() {
     let mut config = common::engine_config(None);
-    config.n_ctx = 64;
-    config.n_batch = 64;
+    config.engine.n_ctx = 64;
+    config.engine.n_batch = 64;
     let err = Engine::start(config).await.err().expect("must be rejected");
     assert!(err.to_string().contains("engine.n_ctx"), "{err}");
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use dfa::prompts::Prompts;
+use dfa::domain::prompts::Prompts;
 use dfa::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 use dfa::trainer::base::BaseModel;
 use dfa::trainer::featurize::{Featurizer, ReferenceSettings};

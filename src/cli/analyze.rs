@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::setup::start_engine;
 use super::AdapterChoice;
-use crate::analyze::analyze_bytes;
+use crate::engine::analyze::analyze_bytes;
 use crate::engine::Tasks;
 
 #[derive(Args)]

@@ -12,8 +12,8 @@ use futures::stream::{self, StreamExt};
 
 use super::setup::load_settings;
 use crate::engine::{AnalysisRequest, Backend, Engine, EngineConfig, Explain, Tasks};
-use crate::image_intake::{decode_image, DecodedImage};
-use crate::tinymodel::{generate, GeneratedModel, ModelShape};
+use crate::intake::{decode_image, DecodedImage};
+use crate::model::tiny::{generate, GeneratedModel, ModelShape};
 
 mod bare;
 mod train;
@@ -63,7 +63,7 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
             &args.model_dir,
             &ModelShape::bench(),
             &prompts.all_texts(),
-            crate::model_files::TINY_SEED,
+            crate::model::files::TINY_SEED,
         )?;
     }
     if args.train {
@@ -87,9 +87,9 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
         None,
         prompts,
     );
-    config.max_in_flight = 16;
-    config.n_seq_max = 16 * crate::settings::SEQS_PER_REQUEST;
-    config.n_ctx = 16384;
+    config.engine.max_in_flight = 16;
+    config.engine.n_seq_max = 16 * crate::engine::SEQS_PER_REQUEST;
+    config.engine.n_ctx = 16384;
     config.max_explain_tokens = args.explain_tokens;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -220,11 +220,11 @@ async fn run_worker_bench(
 
 fn run_train_bench(
     settings: &crate::settings::Settings,
-    prompts: &crate::prompts::Prompts,
+    prompts: &crate::domain::prompts::Prompts,
     bench_model: &GeneratedModel,
     args: &BenchArgs,
 ) -> anyhow::Result<ExitCode> {
-    let tiny = crate::model_files::ensure_tiny_model(Path::new(&settings.model.tiny_dir), prompts)?;
+    let tiny = crate::model::files::ensure_tiny_model(Path::new(&settings.model.tiny_dir), prompts)?;
     eprintln!("bench: training on the tiny model");
     let small = train::measure(
         settings,

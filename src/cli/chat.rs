@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::setup::start_engine;
 use super::AdapterChoice;
-use crate::analyze::{analyze_bytes, decode_off_thread};
+use crate::engine::analyze::analyze_bytes;
+use crate::intake::decode_off_thread;
 use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
-use crate::prompts::Turn;
-use crate::verdict::{Label, Verdict};
+use crate::domain::prompts::Turn;
+use crate::domain::{Label, Verdict};
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -47,7 +48,7 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
     let mut out = tokio::io::stdout();
     out.write_all(summary(&verdict).as_bytes()).await?;
 
-    let prompts = crate::prompts::Prompts::load(&settings.model.prompts)?;
+    let prompts = crate::domain::prompts::Prompts::load(&settings.model.prompts)?;
     let mut history = vec![Turn {
         question: prompts.detection.question.clone(),
         answer: if verdict.label == Label::Fake {

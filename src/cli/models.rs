@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::setup::load_settings;
-use crate::tinymodel::{generate, ModelShape};
+use crate::model::tiny::{generate, ModelShape};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -14,14 +14,14 @@ pub enum ModelsCommand {
     Tiny {
         #[arg(long, default_value = "models/tiny")]
         out: PathBuf,
-        #[arg(long, default_value_t = crate::model_files::TINY_SEED)]
+        #[arg(long, default_value_t = crate::model::files::TINY_SEED)]
         seed: u64,
     },
     /// The bench-size model (hidden 1024, 8 layers, 256 image tokens).
     Bench {
         #[arg(long, default_value = "models/bench")]
         out: PathBuf,
-        #[arg(long, default_value_t = crate::model_files::TINY_SEED)]
+        #[arg(long, default_value_t = crate::model::files::TINY_SEED)]
         seed: u64,
     },
 }

@@ -8,13 +8,15 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::setup::load_settings;
-use crate::engine::sha256_file;
-use crate::learning::retrain::{retrain, RetrainOptions};
-use crate::model_files::{resolve_model, tiny_model_warning};
-use crate::store::{NewAdapter, Store};
+use crate::domain::sha256_file;
+use crate::learning::retrain::retrain;
+use crate::learning::RetrainOptions;
+use crate::model::files::{resolve_model, tiny_model_warning};
+use crate::domain::adapter::{AdapterOrigin, NewAdapter};
+use crate::store::Store;
 use crate::trainer::lora::write_adapter;
 use crate::trainer::peft::read_peft;
-use crate::worker::adapters::{registry_spec, verify_file};
+use crate::registry::{registry_spec, verify_file};
 
 #[derive(Args)]
 pub struct RetrainArgs {
@@ -164,7 +166,7 @@ pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<Exi
             base_model_sha256: base_sha,
             parent_id: None,
             scale: 1.0,
-            origin: "import",
+            origin: AdapterOrigin::Import,
             training_data: serde_json::json!({"imported_from": dir}),
             hyper_parameters: serde_json::json!({"rank": imported.rank, "alpha": imported.alpha, "tensors": imported.tensors.len()}),
         })

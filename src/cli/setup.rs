@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use super::AdapterChoice;
 use crate::engine::{Engine, EngineConfig};
-use crate::model_files::{adapter_spec, resolve_model, tiny_model_warning};
-use crate::prompts::Prompts;
+use crate::model::files::{adapter_spec, resolve_model, tiny_model_warning};
+use crate::domain::prompts::Prompts;
 use crate::settings::Settings;
 
 pub struct Loaded {

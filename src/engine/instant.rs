@@ -3,8 +3,8 @@
 //! Kafka + Postgres path alone. Never used to serve verdicts.
 
 use super::{AdapterSpec, Analysis, AnalysisRequest, Backend, EngineError, EngineTimings};
-use crate::verdict::AdapterIdentity;
-use crate::verdict::{ModelIdentity, TypeScores};
+use crate::domain::AdapterIdentity;
+use crate::domain::{ModelIdentity, TypeScores};
 
 #[derive(Default)]
 pub struct InstantBackend;

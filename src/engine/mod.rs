@@ -3,88 +3,27 @@
 //! through a bounded queue. Requests in flight together share `llama_decode`
 //! calls (continuous batching over sequence ids of one unified KV cache).
 
-mod identity;
+mod adapters;
+pub mod analyze;
+mod config;
 pub mod instant;
+mod load;
 pub(crate) mod render;
 mod scheduler;
+pub mod scoring;
 mod thread;
 
-pub(crate) use thread::{backend, kv_and_attention, open_mtmd, resolve_threads};
+pub use config::{AdapterSpec, EngineConfig, SEQS_PER_REQUEST};
+pub(crate) use load::{backend, kv_and_attention, open_mtmd, resolve_threads};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::image_intake::DecodedImage;
-use crate::prompts::{Prompts, Turn};
-use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind, Settings};
-use crate::verdict::{Answer, ModelIdentity, TypeScores};
-
-pub use identity::sha256_file;
-
-/// A LoRA adapter to apply, with the id verdicts will name it by.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdapterSpec {
-    pub id: String,
-    pub path: PathBuf,
-    pub scale: f32,
-}
-
-/// Everything the engine thread needs to load and run a model.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub gguf: PathBuf,
-    pub mmproj: PathBuf,
-    pub adapter: Option<AdapterSpec>,
-    pub chat_template: ChatTemplateChoice,
-    pub prompts: Prompts,
-    pub n_ctx: u32,
-    pub n_batch: u32,
-    pub n_seq_max: u32,
-    pub max_in_flight: u32,
-    pub queue_capacity: usize,
-    pub n_gpu_layers: u32,
-    pub threads: u32,
-    pub threads_batch: u32,
-    pub max_explain_tokens: u32,
-    pub max_answer_tokens: u32,
-    pub kv_cache_type: KvCacheKind,
-    pub flash_attention: FlashAttention,
-}
-
-impl EngineConfig {
-    /// The engine part of `settings`, for the given model files.
-    pub fn from_settings(
-        settings: &Settings,
-        gguf: PathBuf,
-        mmproj: PathBuf,
-        adapter: Option<AdapterSpec>,
-        prompts: Prompts,
-    ) -> EngineConfig {
-        let e = &settings.engine;
-        EngineConfig {
-            gguf,
-            mmproj,
-            adapter,
-            chat_template: settings.model.chat_template,
-            prompts,
-            n_ctx: e.n_ctx,
-            n_batch: e.n_batch,
-            n_seq_max: e.n_seq_max,
-            max_in_flight: e.max_in_flight,
-            queue_capacity: e.queue_capacity,
-            n_gpu_layers: e.n_gpu_layers,
-            threads: e.threads,
-            threads_batch: e.threads_batch,
-            max_explain_tokens: settings.analysis.max_explain_tokens,
-            max_answer_tokens: settings.analysis.max_answer_tokens,
-            kv_cache_type: e.kv_cache_type,
-            flash_attention: e.flash_attention,
-        }
-    }
-}
+use crate::domain::prompts::Turn;
+use crate::domain::{Answer, ModelIdentity, TypeScores};
+use crate::intake::DecodedImage;
 
 /// When to generate the artifact description.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -267,7 +206,8 @@ pub struct Engine {
 impl Engine {
     /// Loads the model on a new thread and returns once it is ready.
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        config.check()?;
+        let (tx, rx) = mpsc::channel(config.engine.queue_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         std::thread::Builder::new()
             .name("dfa-engine".into())

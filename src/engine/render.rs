@@ -4,7 +4,7 @@
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 
 use super::EngineError;
-use crate::prompts::{conversation, split_at_marker, Prompts, Turn, VicunaFormat};
+use crate::domain::prompts::{conversation, split_at_marker, Prompts, Turn, VicunaFormat};
 use crate::settings::ChatTemplateChoice;
 
 pub(crate) enum ChatFormat {

@@ -9,9 +9,9 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::items::{forgery_type_from_str, ImageRef, Item, Origin};
-use crate::prompts::{Prompts, Turn};
-use crate::verdict::{ForgeryType, Label};
+use super::items::{ImageRef, Item, Origin};
+use crate::domain::prompts::{Prompts, Turn};
+use crate::domain::{ForgeryType, Label};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -98,7 +98,7 @@ fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result
     let (inferred_label, inferred_type) = infer(prompts, &turns);
     let forgery_type = match wire.forgery_type.as_deref() {
         Some(t) => {
-            Some(forgery_type_from_str(t).ok_or_else(|| format!("unknown forgery_type `{t}`"))?)
+            Some(t.parse::<ForgeryType>().map_err(|e| e.to_string())?)
         }
         None => inferred_type,
     };

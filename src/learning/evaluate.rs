@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::items::Item;
-use crate::verdict::{ForgeryType, Label};
+use crate::domain::{ForgeryType, Label};
 
 /// What the model answered for an item's image.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +65,10 @@ pub struct Gate {
     pub min_corrected_gain: f64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The gate's verdict and its reason; serialised as `{"promote": reason}` or
+/// `{"reject": reason}` in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Decision {
     Promote(String),
     Reject(String),

@@ -11,10 +11,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::artifacts::render_artifacts;
-use crate::prompts::{Prompts, Turn};
+use crate::domain::render_artifacts;
+use crate::domain::prompts::{Prompts, Turn};
 use crate::store::CorrectionRow;
-use crate::verdict::{Artifact, ForgeryType, Label};
+use crate::domain::{Artifact, ForgeryType, Label};
 
 /// Where an item's image is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,6 +56,10 @@ impl Item {
     pub fn is_new_correction(&self) -> bool {
         matches!(self.origin, Origin::Correction { new: true, .. })
     }
+
+    pub fn is_dataset(&self) -> bool {
+        matches!(self.origin, Origin::Dataset { .. })
+    }
 }
 
 /// The answer text for a yes/no prompt word ("Yes" → "Yes.").
@@ -66,14 +70,6 @@ fn sentence(word: &str) -> String {
     } else {
         format!("{w}.")
     }
-}
-
-pub fn forgery_type_from_str(s: &str) -> Option<ForgeryType> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-}
-
-fn label_from_str(s: &str) -> Option<Label> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
 }
 
 /// The turns a label, type and artifact list teach, in the serving prompts.
@@ -112,8 +108,7 @@ pub fn supervised_turns(
 /// A standing correction as a training item; `watermark` is the last
 /// revision the active adapter learned from.
 pub fn correction_item(row: &CorrectionRow, prompts: &Prompts, watermark: i64) -> Option<Item> {
-    let label = label_from_str(&row.label)?;
-    let forgery_type = row.forgery_type.as_deref().and_then(forgery_type_from_str);
+    let (label, forgery_type) = (row.label, row.forgery_type);
     let artifacts: Vec<Artifact> = row
         .artifacts
         .clone()
@@ -166,12 +161,12 @@ mod tests {
             revision,
             request_id: Uuid::from_u128(revision as u128),
             reviewer: "r".into(),
-            label: label.into(),
-            forgery_type: ty.map(str::to_string),
+            label: label.parse().unwrap(),
+            forgery_type: ty.map(|t| t.parse().unwrap()),
             artifacts: Some(serde_json::json!([{"region": "Eyes", "text": "odd glints."}])),
             note: None,
             image_sha256: "ab".repeat(32),
-            verdict_label: "real".into(),
+            verdict_label: Label::Real,
         }
     }
 

@@ -8,16 +8,18 @@ use anyhow::Context;
 
 use super::dataset::{parse_dataset, LineError};
 use super::items::{correction_item, is_held_out, with_replay, ImageRef, Item, Origin};
-use super::retrain::RetrainOptions;
-use crate::engine::sha256_file;
-use crate::image_intake::{decode_image, DecodedImage};
-use crate::image_store::ImageStore;
-use crate::prompts::Prompts;
+use super::record::{watermark, DatasetRecord, TrainingData};
+use super::RetrainOptions;
+use crate::domain::sha256_file;
+use crate::intake::{decode_image, DecodedImage};
+use crate::images::ImageStore;
+use crate::domain::prompts::Prompts;
 use crate::settings::Settings;
-use crate::store::{AdapterRow, Store};
+use crate::domain::adapter::AdapterRecord;
+use crate::store::Store;
 
 pub(super) struct Plan {
-    pub active: Option<AdapterRow>,
+    pub active: Option<AdapterRecord>,
     pub watermark: i64,
     pub max_revision: i64,
     pub train: Vec<Item>,
@@ -27,6 +29,50 @@ pub(super) struct Plan {
     pub dataset_items: usize,
     pub dataset: Option<(PathBuf, String)>,
     pub skipped: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the training set holds anything not learned before (replayed
+    /// corrections alone would only repeat the active adapter).
+    pub fn learnable(&self) -> bool {
+        self.train
+            .iter()
+            .any(|i| i.is_new_correction() || i.is_dataset())
+    }
+
+    pub fn new_in_training(&self) -> usize {
+        self.train.iter().filter(|i| i.is_new_correction()).count()
+    }
+
+    pub fn dataset_in_training(&self) -> usize {
+        self.train.iter().filter(|i| i.is_dataset()).count()
+    }
+
+    /// What the registry records about this run's data; `skipped` counts the
+    /// items left out before training.
+    pub fn training_data(&self, skipped: usize) -> TrainingData {
+        TrainingData {
+            max_revision: self.max_revision,
+            since_revision: self.watermark,
+            new_corrections: self
+                .new_corrections
+                .iter()
+                .filter_map(|i| match i.origin {
+                    Origin::Correction { request_id, .. } => Some(request_id.to_string()),
+                    Origin::Dataset { .. } => None,
+                })
+                .collect(),
+            replayed_corrections: self.replayed,
+            dataset: self.dataset.as_ref().map(|(path, sha256)| DatasetRecord {
+                path: path.clone(),
+                sha256: sha256.clone(),
+                items: self.dataset_items,
+            }),
+            training_items: self.train.len(),
+            heldout_items: self.heldout.len(),
+            skipped,
+        }
+    }
 }
 
 pub(super) async fn plan(
@@ -40,10 +86,7 @@ pub(super) async fn plan(
         .active_adapter()
         .await
         .context("reading the adapter registry")?;
-    let watermark = active
-        .as_ref()
-        .and_then(|a| a.training_data.get("max_revision").and_then(|v| v.as_i64()))
-        .unwrap_or(0);
+    let watermark = watermark(active.as_ref());
     let rows = store
         .standing_corrections()
         .await

@@ -2,41 +2,45 @@
 //! earlier ones, + an optional LLaVA dataset) → a candidate LoRA, evaluated
 //! against the active adapter on the held-out split and the new corrections,
 //! then promoted or rejected. Runs to completion; safe to run from cron.
+//!
+//! The phases, each with its own typed result: plan → featurize → train →
+//! register → evaluate → judge.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
 
-use super::evaluate::{decide, Decision, Gate, Scores};
-use super::items::{Item, Origin};
-use super::plan::{describe, load_image, plan};
-use super::steps::{featurize, score, train_candidate};
-use crate::engine::{sha256_file, AdapterSpec, Engine, EngineConfig};
-use crate::image_store::ImageStore;
-use crate::model_files::{adapter_spec, ModelFiles};
-use crate::prompts::Prompts;
+use super::candidate::{register_candidate, Candidate, Lineage};
+use super::compare::{evaluate, judge, load_eval_set};
+use super::evaluate::{Decision, Gate, Scores};
+use super::plan::{plan, Plan};
+use super::steps::{featurize, train_candidate, Featurized, Trained};
+use super::RetrainOptions;
+use crate::domain::lora::TrainConfig;
+use crate::domain::prompts::Prompts;
+use crate::engine::{AdapterSpec, Engine, EngineConfig};
+use crate::model::files::{adapter_spec, ModelFiles};
+use crate::registry::registry_spec;
 use crate::settings::Settings;
-use crate::store::{NewAdapter, Store};
-use crate::trainer::lora::write_adapter;
+use crate::store::Store;
 use crate::trainer::TrainReport;
-use crate::worker::adapters::registry_spec;
 
-#[derive(Debug, Clone, Default)]
-pub struct RetrainOptions {
-    pub dataset: Option<PathBuf>,
-    /// A bad dataset line fails the job instead of being skipped.
-    pub strict: bool,
-    pub dry_run: bool,
-    pub progress: bool,
+/// How a run ended; serialised as `nothing_to_train`, `dry_run`, `promoted`
+/// or `rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    NothingToTrain,
+    DryRun,
+    Promoted,
+    Rejected,
 }
 
 /// What the job did, printed as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct RetrainReport {
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub message: String,
     pub active_adapter: Option<String>,
     pub new_corrections: usize,
@@ -51,265 +55,237 @@ pub struct RetrainReport {
     pub active_scores: Option<Scores>,
 }
 
+impl RetrainReport {
+    fn planned(plan: &Plan, active: Option<&AdapterSpec>) -> RetrainReport {
+        RetrainReport {
+            outcome: Outcome::NothingToTrain,
+            message: String::new(),
+            active_adapter: active.map(|s| s.id.clone()),
+            new_corrections: plan.new_corrections.len(),
+            replayed_corrections: plan.replayed,
+            dataset_items: plan.dataset_items,
+            training_items: plan.train.len(),
+            heldout_items: plan.heldout.len(),
+            skipped: plan.skipped.clone(),
+            candidate: None,
+            train: None,
+            candidate_scores: None,
+            active_scores: None,
+        }
+    }
+
+    fn finish(mut self, outcome: Outcome, message: String) -> RetrainReport {
+        self.outcome = outcome;
+        self.message = message;
+        self
+    }
+
+    fn compared_with(&self) -> &str {
+        self.active_adapter.as_deref().unwrap_or("the base model")
+    }
+}
+
 pub async fn retrain(
     settings: &Settings,
     prompts: &Prompts,
     model: &ModelFiles,
     opts: &RetrainOptions,
 ) -> anyhow::Result<RetrainReport> {
-    let train_config = settings.retrain.train_config()?;
+    let config = &settings.retrain.train;
+    let store = connect(settings).await?;
+    let plan = plan(settings, &store, prompts, opts).await?;
+    let adapters_dir = PathBuf::from(&settings.adapters.dir);
+    let active = active_spec(settings, &plan, &adapters_dir);
+    let mut report = RetrainReport::planned(&plan, active.as_ref());
+    if !plan.learnable() {
+        let message = nothing_new(&plan, &report, opts);
+        return Ok(report.finish(Outcome::NothingToTrain, message));
+    }
+    if opts.dry_run {
+        let message = would_train(&plan, &report, config);
+        return Ok(report.finish(Outcome::DryRun, message));
+    }
+
+    let Featurized { examples, skipped } = featurize_blocking(settings, model, prompts, &plan, opts.progress).await?;
+    report.skipped.extend(skipped);
+    if examples.is_empty() {
+        let message = "nothing to train: no item had a readable image".to_string();
+        return Ok(report.finish(Outcome::NothingToTrain, message));
+    }
+    let parent = active
+        .as_ref()
+        .filter(|_| settings.retrain.continue_from_active && plan.active.is_some())
+        .map(|s| s.path.clone());
+    let trained = train_blocking(model, parent, examples, config, opts.progress).await?;
+
+    // The serving engine scores both adapters; it also hashes the base model,
+    // which the registry records (hashing a 7B GGUF twice costs tens of seconds).
+    let engine = start_engine(settings, model, prompts, active).await?;
+    let base_model_sha256 = engine.info().model.base_sha256.clone();
+    let lineage = Lineage {
+        base_model_sha256: &base_model_sha256,
+        compared_with: report.active_adapter.as_deref(),
+        parent_id: plan.active.as_ref().map(|a| a.id.as_str()),
+    };
+    let candidate = register_candidate(
+        &store,
+        &adapters_dir,
+        &plan,
+        &trained,
+        config,
+        lineage,
+        report.skipped.len(),
+    )
+    .await?;
+    report.candidate = Some(candidate.id.clone());
+    report.train = Some(trained.report);
+
+    let set = load_eval_set(settings, &plan).await?;
+    report.skipped.extend(set.unreadable.iter().cloned());
+    let threshold = settings.analysis.threshold;
+    let evaluation = evaluate(&engine, &set, &candidate, threshold, opts.progress).await?;
+    let gate = Gate {
+        max_heldout_drop: settings.retrain.max_heldout_drop,
+        min_corrected_gain: settings.retrain.min_corrected_gain,
+    };
+    let decision = judge(
+        &store,
+        &candidate.id,
+        &evaluation,
+        gate,
+        report.active_adapter.as_deref(),
+    )
+    .await?;
+    let (outcome, message) = conclusion(&candidate, decision);
+    report.candidate_scores = Some(evaluation.candidate);
+    report.active_scores = Some(evaluation.active);
+    Ok(report.finish(outcome, message))
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::connect(&settings.database.url, 2)
         .await
         .context("connecting to the database")?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("running migrations")?;
     }
-    let plan = plan(settings, &store, prompts, opts).await?;
-    let adapters_dir = PathBuf::from(&settings.adapters.dir);
-    let active_spec = match &plan.active {
-        Some(row) => Some(registry_spec(&row.into(), &adapters_dir)),
-        None => adapter_spec(&settings.model.adapter, settings.model.adapter_scale),
-    };
-    let mut report = RetrainReport {
-        outcome: "nothing_to_train",
-        message: String::new(),
-        active_adapter: active_spec.as_ref().map(|s| s.id.clone()),
-        new_corrections: plan.new_corrections.len(),
-        replayed_corrections: plan.replayed,
-        dataset_items: plan.dataset_items,
-        training_items: plan.train.len(),
-        heldout_items: plan.heldout.len(),
-        skipped: plan.skipped.clone(),
-        candidate: None,
-        train: None,
-        candidate_scores: None,
-        active_scores: None,
-    };
-    let learnable = plan
-        .train
-        .iter()
-        .any(|i| i.is_new_correction() || matches!(i.origin, Origin::Dataset { .. }));
-    if !learnable {
-        report.message = format!(
-            "nothing to train: no new corrections since {} (revision {}){}",
-            report.active_adapter.as_deref().unwrap_or("the base model"),
-            plan.watermark,
-            if opts.dataset.is_some() {
-                " and no usable dataset items"
-            } else {
-                ""
-            }
-        );
-        return Ok(report);
-    }
-    if opts.dry_run {
-        report.outcome = "dry_run";
-        report.message = format!(
-            "would train a rank-{} LoRA on {:?} for {} epoch(s) over {} item(s) ({} new corrections, {} replayed, {} dataset), evaluate on {} held-out item(s) and {} new correction(s) against {}, and promote it if the gate passes",
-            train_config.rank,
-            train_config.targets,
-            train_config.epochs,
-            plan.train.len(),
-            plan.train.iter().filter(|i| i.is_new_correction()).count(),
-            plan.replayed,
-            plan.train.iter().filter(|i| matches!(i.origin, Origin::Dataset { .. })).count(),
-            plan.heldout.len(),
-            plan.new_corrections.len(),
-            report.active_adapter.as_deref().unwrap_or("the base model"),
-        );
-        return Ok(report);
-    }
+    Ok(store)
+}
 
-    // Featurize and train on blocking threads: llama.cpp and candle are sync.
-    let (s, m, p, items, show) = (
+/// The adapter the candidate must beat: the registry's active one, else
+/// `model.adapter`, else none (the base model).
+fn active_spec(settings: &Settings, plan: &Plan, adapters_dir: &Path) -> Option<AdapterSpec> {
+    match &plan.active {
+        Some(row) => Some(registry_spec(&row.into(), adapters_dir)),
+        None => adapter_spec(&settings.model.adapter, settings.model.adapter_scale),
+    }
+}
+
+fn nothing_new(plan: &Plan, report: &RetrainReport, opts: &RetrainOptions) -> String {
+    format!(
+        "nothing to train: no new corrections since {} (revision {}){}",
+        report.compared_with(),
+        plan.watermark,
+        if opts.dataset.is_some() {
+            " and no usable dataset items"
+        } else {
+            ""
+        }
+    )
+}
+
+fn would_train(plan: &Plan, report: &RetrainReport, config: &TrainConfig) -> String {
+    format!(
+        "would train a rank-{} LoRA on {:?} for {} epoch(s) over {} item(s) ({} new corrections, {} replayed, {} dataset), evaluate on {} held-out item(s) and {} new correction(s) against {}, and promote it if the gate passes",
+        config.rank,
+        config.targets,
+        config.epochs,
+        plan.train.len(),
+        plan.new_in_training(),
+        plan.replayed,
+        plan.dataset_in_training(),
+        plan.heldout.len(),
+        plan.new_corrections.len(),
+        report.compared_with(),
+    )
+}
+
+/// Featurizes on a blocking thread: llama.cpp is synchronous.
+async fn featurize_blocking(
+    settings: &Settings,
+    model: &ModelFiles,
+    prompts: &Prompts,
+    plan: &Plan,
+    progress: bool,
+) -> anyhow::Result<Featurized> {
+    let (s, m, p, items) = (
         settings.clone(),
         model.clone(),
         prompts.clone(),
         plan.train.clone(),
-        opts.progress,
     );
-    let (examples, skipped) =
-        tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, show)).await??;
-    report.skipped.extend(skipped);
-    if examples.is_empty() {
-        report.message = "nothing to train: no item had a readable image".into();
-        return Ok(report);
-    }
-    let parent_path = active_spec
-        .as_ref()
-        .filter(|_| settings.retrain.continue_from_active && plan.active.is_some())
-        .map(|s| s.path.clone());
-    let (m, cfg) = (model.clone(), train_config.clone());
-    let (lora, train_report, architecture, continued) = tokio::task::spawn_blocking(move || {
-        train_candidate(&m, parent_path.as_deref(), &examples, &cfg, show)
-    })
-    .await??;
+    tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, progress)).await?
+}
 
-    // The serving engine scores both adapters; it also hashes the base model,
-    // which the registry records (hashing a 7B GGUF twice costs tens of seconds).
+/// Trains on a blocking thread: candle is synchronous.
+async fn train_blocking(
+    model: &ModelFiles,
+    parent: Option<PathBuf>,
+    examples: Vec<crate::trainer::Example>,
+    config: &TrainConfig,
+    progress: bool,
+) -> anyhow::Result<Trained> {
+    let (m, cfg) = (model.clone(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        train_candidate(&m, parent.as_deref(), &examples, &cfg, progress)
+    })
+    .await?
+}
+
+async fn start_engine(
+    settings: &Settings,
+    model: &ModelFiles,
+    prompts: &Prompts,
+    active: Option<AdapterSpec>,
+) -> anyhow::Result<Engine> {
     let config = EngineConfig::from_settings(
         settings,
         model.gguf.clone(),
         model.mmproj.clone(),
-        active_spec.clone(),
+        active,
         prompts.clone(),
     );
-    let engine = Engine::start(config)
+    Engine::start(config)
         .await
-        .context("starting the engine for evaluation")?;
-    let base_sha = engine.info().model.base_sha256.clone();
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-    let tmp_name = format!("candidate-{stamp}-{}.gguf", uuid::Uuid::new_v4().simple());
-    let tmp_path = adapters_dir.join(&tmp_name);
-    let provenance = vec![
-        ("dfa.base_model_sha256".to_string(), base_sha.clone()),
-        (
-            "dfa.parent".to_string(),
-            report.active_adapter.clone().unwrap_or_default(),
-        ),
-    ];
-    write_adapter(
-        &tmp_path,
-        &architecture,
-        lora.alpha,
-        &lora.named_tensors(),
-        &provenance,
-    )?;
-    let sha = sha256_file(&tmp_path).context("hashing the adapter")?;
-    let id = format!("lora-{stamp}-{}", &sha[..8]);
-    let file_name = format!("{id}.gguf");
-    std::fs::rename(&tmp_path, adapters_dir.join(&file_name)).context("naming the adapter file")?;
-    let new_ids: Vec<String> = plan
-        .new_corrections
-        .iter()
-        .filter_map(|i| match i.origin {
-            Origin::Correction { request_id, .. } => Some(request_id.to_string()),
-            _ => None,
-        })
-        .collect();
-    store
-        .insert_adapter(&NewAdapter {
-            id: id.clone(),
-            path: file_name,
-            sha256: sha,
-            base_model_sha256: base_sha,
-            parent_id: plan.active.as_ref().map(|a| a.id.clone()),
-            scale: 1.0,
-            origin: "retrain",
-            training_data: json!({
-                "max_revision": plan.max_revision,
-                "since_revision": plan.watermark,
-                "new_corrections": new_ids,
-                "replayed_corrections": plan.replayed,
-                "dataset": plan.dataset.as_ref().map(|(p, sha)| json!({"path": p, "sha256": sha, "items": plan.dataset_items})),
-                "training_items": plan.train.len(),
-                "heldout_items": plan.heldout.len(),
-                "skipped": report.skipped.len(),
-            }),
-            hyper_parameters: json!({
-                "config": train_config,
-                "continued_from_parent": continued,
-                "epoch_losses": train_report.epoch_losses,
-            }),
-        })
-        .await
-        .context("registering the candidate")?;
-    report.candidate = Some(id.clone());
-    report.train = Some(train_report);
+        .context("starting the engine for evaluation")
+}
 
-    // Evaluate the candidate and the active adapter with the serving engine.
-    let heldout: Vec<Item> = plan
-        .heldout
-        .iter()
-        .filter(|i| i.label.is_some())
-        .cloned()
-        .collect();
-    let (s, items) = (
-        settings.clone(),
-        heldout
-            .iter()
-            .chain(&plan.new_corrections)
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    let (eval_images, unreadable) = tokio::task::spawn_blocking(move || {
-        let images = ImageStore::new(&s.image_store.dir);
-        let (mut ok, mut bad) = (Vec::new(), Vec::new());
-        for (i, item) in items.iter().enumerate() {
-            match load_image(item, &images, &s) {
-                Ok(img) => ok.push((i, Arc::new(img))),
-                Err(e) => bad.push(format!("evaluation {}: {e} (skipped)", describe(item))),
-            }
-        }
-        (ok, bad)
-    })
-    .await?;
-    report.skipped.extend(unreadable);
-    let threshold = settings.analysis.threshold;
-    let active_scores = score(
-        &engine,
-        &eval_images,
-        &heldout,
-        &plan.new_corrections,
-        threshold,
-        opts.progress,
-        "scoring active",
-    )
-    .await?;
-    let candidate_spec = AdapterSpec {
-        id: id.clone(),
-        path: adapters_dir.join(format!("{id}.gguf")),
-        scale: 1.0,
-    };
-    engine
-        .swap_adapter(Some(candidate_spec))
-        .await
-        .context("loading the candidate")?;
-    let candidate_scores = score(
-        &engine,
-        &eval_images,
-        &heldout,
-        &plan.new_corrections,
-        threshold,
-        opts.progress,
-        "scoring candidate",
-    )
-    .await?;
-
-    let gate = Gate {
-        max_heldout_drop: settings.retrain.max_heldout_drop,
-        min_corrected_gain: settings.retrain.min_corrected_gain,
-    };
-    let decision = decide(&candidate_scores, &active_scores, gate);
-    let metrics = json!({
-        "candidate": candidate_scores,
-        "active": active_scores,
-        "compared_with": report.active_adapter,
-        "decision": match &decision { Decision::Promote(r) => json!({"promote": r}), Decision::Reject(r) => json!({"reject": r}) },
-    });
-    store
-        .set_adapter_metrics(&id, &metrics)
-        .await
-        .context("recording the evaluation")?;
+fn conclusion(candidate: &Candidate, decision: Decision) -> (Outcome, String) {
+    let id = &candidate.id;
     match decision {
-        Decision::Promote(reason) => {
-            store
-                .promote_adapter(&id, &reason)
-                .await
-                .context("promoting the candidate")?;
-            report.outcome = "promoted";
-            report.message = format!("{id} promoted: {reason}");
-        }
-        Decision::Reject(reason) => {
-            store
-                .reject_adapter(&id, &reason)
-                .await
-                .context("rejecting the candidate")?;
-            report.outcome = "rejected";
-            report.message = format!("{id} rejected: {reason}");
-        }
+        Decision::Promote(reason) => (Outcome::Promoted, format!("{id} promoted: {reason}")),
+        Decision::Reject(reason) => (Outcome::Rejected, format!("{id} rejected: {reason}")),
     }
-    report.candidate_scores = Some(candidate_scores);
-    report.active_scores = Some(active_scores);
-    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_serialise_to_their_report_names() {
+        let names: Vec<_> = [
+            Outcome::NothingToTrain,
+            Outcome::DryRun,
+            Outcome::Promoted,
+            Outcome::Rejected,
+        ]
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            ["nothing_to_train", "dry_run", "promoted", "rejected"]
+        );
+    }
 }

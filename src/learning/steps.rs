@@ -13,16 +13,16 @@ use super::evaluate::{Prediction, Scores};
 use super::items::Item;
 use super::plan::{describe, load_image};
 use crate::engine::{Backend, Engine, Explain, Tasks};
-use crate::image_intake::DecodedImage;
-use crate::image_store::ImageStore;
-use crate::model_files::ModelFiles;
-use crate::prompts::Prompts;
+use crate::intake::DecodedImage;
+use crate::images::ImageStore;
+use crate::model::files::ModelFiles;
+use crate::domain::prompts::Prompts;
 use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
 use crate::trainer::featurize::Featurizer;
 use crate::trainer::lora::LoraSet;
 use crate::trainer::{self, Example, TrainConfig, TrainReport};
-use crate::verdict::{Label, TypeScores};
+use crate::domain::verdict::Labelled;
 
 pub(super) fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
     if !show {
@@ -37,6 +37,12 @@ pub(super) fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
     pb
 }
 
+/// The training examples, and the items skipped for an unreadable image.
+pub(super) struct Featurized {
+    pub examples: Vec<Example>,
+    pub skipped: Vec<String>,
+}
+
 /// Tokenized turns with llama.cpp's image embeddings (blocking).
 pub(super) fn featurize(
     settings: &Settings,
@@ -44,7 +50,7 @@ pub(super) fn featurize(
     prompts: &Prompts,
     items: &[Item],
     progress: bool,
-) -> anyhow::Result<(Vec<Example>, Vec<String>)> {
+) -> anyhow::Result<Featurized> {
     let mut f = Featurizer::load(
         &model.gguf,
         &model.mmproj,
@@ -77,7 +83,17 @@ pub(super) fn featurize(
         }
     }
     pb.finish_and_clear();
-    Ok((examples, skipped))
+    Ok(Featurized { examples, skipped })
+}
+
+/// A trained candidate, not yet written to the adapter store.
+pub(super) struct Trained {
+    pub lora: LoraSet,
+    pub report: TrainReport,
+    /// The base model's architecture, recorded in the adapter file.
+    pub architecture: String,
+    /// Whether training started from the active adapter's weights.
+    pub continued: bool,
 }
 
 /// Trains the candidate (blocking); continues from the active adapter's
@@ -88,7 +104,7 @@ pub(super) fn train_candidate(
     examples: &[Example],
     config: &TrainConfig,
     progress: bool,
-) -> anyhow::Result<(LoraSet, TrainReport, String, bool)> {
+) -> anyhow::Result<Trained> {
     let device = trainer::device();
     let base = BaseModel::load(&model.gguf, &device)?;
     let fresh = || {
@@ -121,7 +137,12 @@ pub(super) fn train_candidate(
         pb.inc(1);
     })?;
     pb.finish_and_clear();
-    Ok((lora, report, base.config.architecture.clone(), continued))
+    Ok(Trained {
+        lora,
+        report,
+        architecture: base.config.architecture.clone(),
+        continued,
+    })
 }
 
 /// Scores the engine's current adapter on the evaluation items.
@@ -154,16 +175,11 @@ pub(super) async fn score(
     while let Some((i, result)) = predictions.next().await {
         pb.inc(1);
         let a = result.context("evaluating")?;
-        let p_fake = a.p_fake.unwrap_or(0.0);
-        let label = Label::from_score(p_fake, threshold);
-        let forgery_type = (label == Label::Fake).then(|| {
-            a.type_scores
-                .unwrap_or(TypeScores::from_array([0.25; 4]))
-                .best()
-        });
+        // The rule verdicts are labelled by, so the gate judges what workers serve.
+        let labelled = Labelled::from_scores(a.p_fake, a.type_scores, threshold);
         by_index[i] = Some(Prediction {
-            label,
-            forgery_type,
+            label: labelled.label,
+            forgery_type: labelled.forgery_type,
         });
     }
     pb.finish_and_clear();

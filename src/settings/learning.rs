@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{invalid, unit_interval, SettingsError};
-use crate::trainer::lora::Projection;
-use crate::trainer::TrainConfig;
+use super::validate::unit_interval;
+use super::{invalid, SettingsError};
+use crate::domain::lora::{Projection, TrainConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,18 +25,14 @@ pub struct AdapterSettings {
     pub poll_ms: u64,
 }
 
+/// `[retrain]`: the hyper-parameters (`TrainConfig`'s fields, under the same
+/// key names) and the loop's own settings, side by side in one table.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RetrainSettings {
-    pub targets: Vec<String>,
-    pub rank: usize,
-    pub alpha: f32,
-    pub dropout: f32,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub seed: u64,
+    /// `targets`, `rank`, `alpha`, `dropout`, `learning_rate`,
+    /// `weight_decay`, `epochs`, `batch_size`, `seed`.
+    #[serde(flatten)]
+    pub train: TrainConfig,
     /// Earlier corrections replayed per new one, so old knowledge stays.
     pub replay_ratio: f64,
     /// Share of items held out for evaluation (by a hash of their id, so an
@@ -50,54 +46,58 @@ pub struct RetrainSettings {
     pub min_corrected_gain: f64,
     /// Start from the active adapter's weights when its shape fits.
     pub continue_from_active: bool,
+    // serde's `flatten` cannot be combined with `deny_unknown_fields`: this
+    // last flattened field receives the keys nobody took, and refuses them.
+    #[serde(flatten)]
+    _no_other_keys: NoOtherKeys,
+}
+
+/// Deserialises only from an empty map.
+#[derive(Debug, Clone, Copy)]
+struct NoOtherKeys;
+
+impl<'de> Deserialize<'de> for NoOtherKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NoOtherKeys, D::Error> {
+        struct Refuse;
+        impl<'de> Visitor<'de> for Refuse {
+            type Value = NoOtherKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("no further keys")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoOtherKeys, A::Error> {
+                match map.next_key::<String>()? {
+                    Some(key) => Err(A::Error::custom(format_args!(
+                        "unknown field `{key}` in [retrain]"
+                    ))),
+                    None => Ok(NoOtherKeys),
+                }
+            }
+        }
+        d.deserialize_map(Refuse)
+    }
 }
 
 impl RetrainSettings {
-    pub fn projections(&self) -> Result<Vec<Projection>, SettingsError> {
-        self.targets
-            .iter()
-            .map(|t| {
-                Projection::parse(t).ok_or_else(|| {
-                    invalid(
-                        "retrain.targets",
-                        format!("unknown projection `{t}` (attn_q, attn_k, attn_v, attn_output)"),
-                    )
-                })
-            })
-            .collect()
-    }
-
-    pub fn train_config(&self) -> Result<TrainConfig, SettingsError> {
-        Ok(TrainConfig {
-            targets: self.projections()?,
-            rank: self.rank,
-            alpha: self.alpha,
-            dropout: self.dropout,
-            learning_rate: self.learning_rate,
-            weight_decay: self.weight_decay,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            seed: self.seed,
-        })
-    }
-
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if self.projections()?.is_empty() {
+        let t = &self.train;
+        if t.targets.is_empty() {
             return Err(invalid("retrain.targets", "name at least one projection"));
         }
-        if self.rank == 0 || self.rank > 1024 {
+        if t.rank == 0 || t.rank > 1024 {
             return Err(invalid("retrain.rank", "must be within 1..=1024"));
         }
-        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+        if !(t.alpha.is_finite() && t.alpha > 0.0) {
             return Err(invalid("retrain.alpha", "must be positive"));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
+        if !(0.0..1.0).contains(&t.dropout) {
             return Err(invalid("retrain.dropout", "must be within 0..1"));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
             return Err(invalid("retrain.learning_rate", "must be positive"));
         }
-        if self.epochs == 0 || self.batch_size == 0 {
+        if t.epochs == 0 || t.batch_size == 0 {
             return Err(invalid(
                 "retrain.epochs",
                 "epochs and batch_size must be at least 1",
@@ -115,5 +115,105 @@ impl RetrainSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use config::{Config, File, FileFormat};
+
+    use super::*;
+    use crate::domain::lora::Projection;
+
+    /// `[retrain]` as the settings loader reads it: the embedded defaults
+    /// under `overrides`.
+    fn retrain(overrides: &str) -> Result<RetrainSettings, config::ConfigError> {
+        #[derive(Deserialize)]
+        struct Only {
+            retrain: RetrainSettings,
+        }
+        let only: Only = Config::builder()
+            .add_source(File::from_str(super::super::DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from_str(overrides, FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        Ok(only.retrain)
+    }
+
+    #[test]
+    fn the_hyper_parameters_are_read_by_their_key_names() {
+        let r = retrain("[retrain]\nrank = 4\nalpha = 8\ntargets = [\"q_proj\", \"attn_v\"]\n")
+            .unwrap();
+        assert_eq!(r.train.rank, 4);
+        assert_eq!(r.train.alpha, 8.0);
+        assert_eq!(r.train.targets, [Projection::Q, Projection::V]);
+        assert_eq!(r.train.epochs, 4);
+        assert_eq!(r.replay_ratio, 1.0);
+        assert!(r.continue_from_active);
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_variables_keep_their_names() {
+        let env: config::Map<String, String> = [
+            ("DFA__RETRAIN__RANK", "4"),
+            ("DFA__RETRAIN__ALPHA", "8"),
+            ("DFA__RETRAIN__DROPOUT", "0"),
+            ("DFA__RETRAIN__LEARNING_RATE", "0.005"),
+            ("DFA__RETRAIN__REPLAY_RATIO", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        #[derive(Deserialize)]
+        struct Only {
+            retrain: RetrainSettings,
+        }
+        let only: Only = Config::builder()
+            .add_source(File::from_str(super::super::DEFAULT_TOML, FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("DFA")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let r = only.retrain;
+        assert_eq!((r.train.rank, r.train.alpha, r.train.dropout), (4, 8.0, 0.0));
+        assert_eq!(r.train.learning_rate, 0.005);
+        assert_eq!(r.replay_ratio, 0.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_projections_are_refused_by_name() {
+        let err = retrain("[retrain]\nrnak = 4\n").unwrap_err().to_string();
+        assert!(err.contains("rnak"), "{err}");
+        let err = retrain("[retrain]\ntargets = [\"attn_x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown projection `attn_x`"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_name_their_key() {
+        for (toml, key) in [
+            ("targets = []", "retrain.targets"),
+            ("rank = 0", "retrain.rank"),
+            ("alpha = 0", "retrain.alpha"),
+            ("dropout = 1", "retrain.dropout"),
+            ("batch_size = 0", "retrain.epochs"),
+            ("eval_fraction = 2", "retrain.eval_fraction"),
+            ("min_corrected_gain = 2", "retrain.min_corrected_gain"),
+        ] {
+            let r = retrain(&format!("[retrain]\n{toml}\n")).unwrap();
+            match r.validate() {
+                Err(SettingsError::Invalid { key: k, .. }) => assert_eq!(k, key, "{toml}"),
+                other => panic!("{toml}: {other:?}"),
+            }
+        }
     }
 }

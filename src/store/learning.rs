@@ -1,11 +1,11 @@
 //! The learning loop's tables: reviewers' corrections and the adapter registry.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{json_str, label_str, Source, Store, StoreError};
-use crate::worker::feedback::Correction;
+use super::{Source, Store, StoreError};
+use crate::domain::adapter::{AdapterRecord, AdapterRef, AdapterStatus, NewAdapter};
+use crate::domain::{Correction, ForgeryType, Label};
 
 /// What storing a correction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,69 +37,13 @@ pub struct CorrectionRow {
     pub revision: i64,
     pub request_id: Uuid,
     pub reviewer: String,
-    pub label: String,
-    pub forgery_type: Option<String>,
+    pub label: Label,
+    pub forgery_type: Option<ForgeryType>,
     pub artifacts: Option<Value>,
     pub note: Option<String>,
     pub image_sha256: String,
     /// The label the model gave, which the correction may contradict.
-    pub verdict_label: String,
-}
-
-/// A registry row.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct AdapterRow {
-    pub id: String,
-    pub path: String,
-    pub sha256: String,
-    pub base_model_sha256: String,
-    pub parent_id: Option<String>,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub scale: f32,
-    pub origin: String,
-    pub training_data: Value,
-    pub hyper_parameters: Value,
-    pub metrics: Value,
-    pub previous_active_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub promoted_at: Option<DateTime<Utc>>,
-    pub retired_at: Option<DateTime<Utc>>,
-}
-
-/// What serving needs of a registry entry: polled by every worker, so it
-/// leaves out the (possibly large) training-data snapshot.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct AdapterRef {
-    pub id: String,
-    pub path: String,
-    pub sha256: String,
-    pub scale: f32,
-}
-
-impl From<&AdapterRow> for AdapterRef {
-    fn from(row: &AdapterRow) -> AdapterRef {
-        AdapterRef {
-            id: row.id.clone(),
-            path: row.path.clone(),
-            sha256: row.sha256.clone(),
-            scale: row.scale,
-        }
-    }
-}
-
-/// A new registry entry (always a candidate first).
-#[derive(Debug, Clone)]
-pub struct NewAdapter {
-    pub id: String,
-    pub path: String,
-    pub sha256: String,
-    pub base_model_sha256: String,
-    pub parent_id: Option<String>,
-    pub scale: f32,
-    pub origin: &'static str,
-    pub training_data: Value,
-    pub hyper_parameters: Value,
+    pub verdict_label: Label,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,8 +91,8 @@ impl Store {
         )
         .bind(c.request_id)
         .bind(&c.reviewer)
-        .bind(label_str(c.label))
-        .bind(c.forgery_type.as_ref().map(json_str))
+        .bind(c.label)
+        .bind(c.forgery_type)
         .bind(artifacts)
         .bind(&c.note)
         .bind(c.created_at)
@@ -225,7 +169,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn active_adapter(&self) -> Result<Option<AdapterRow>, StoreError> {
+    pub async fn active_adapter(&self) -> Result<Option<AdapterRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {ADAPTER_COLUMNS} FROM adapters WHERE status = 'active'"
         ))
@@ -242,7 +186,7 @@ impl Store {
         )
     }
 
-    pub async fn adapter(&self, id: &str) -> Result<Option<AdapterRow>, StoreError> {
+    pub async fn adapter(&self, id: &str) -> Result<Option<AdapterRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {ADAPTER_COLUMNS} FROM adapters WHERE id = $1"
         ))
@@ -251,7 +195,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn list_adapters(&self) -> Result<Vec<AdapterRow>, StoreError> {
+    pub async fn list_adapters(&self) -> Result<Vec<AdapterRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {ADAPTER_COLUMNS} FROM adapters ORDER BY created_at, id"
         ))
@@ -267,13 +211,14 @@ impl Store {
         sqlx::query("LOCK TABLE adapters IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        let exists: Option<(String,)> = sqlx::query_as("SELECT status FROM adapters WHERE id = $1")
+        let exists: Option<(AdapterStatus,)> =
+            sqlx::query_as("SELECT status FROM adapters WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         match exists {
             None => return Err(RegistryError::NotFound(id.to_string())),
-            Some((s,)) if s == "active" => return Ok(()),
+            Some((AdapterStatus::Active,)) => return Ok(()),
             Some(_) => {}
         }
         let previous: Option<(String,)> = sqlx::query_as(

@@ -4,16 +4,17 @@
 
 mod learning;
 
-pub use learning::{
-    AdapterRef, AdapterRow, CorrectionRow, CorrectionWrite, NewAdapter, RegistryError,
-};
+pub use learning::{CorrectionRow, CorrectionWrite, RegistryError};
+
+use std::collections::HashSet;
 
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::verdict::{Label, Verdict};
+use crate::domain::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,87 +117,9 @@ impl Store {
             return Ok((0, Vec::new()));
         }
         let mut tx = self.pool.begin().await?;
-
-        let mut images =
-            QueryBuilder::<Postgres>::new("INSERT INTO images (sha256, byte_size, first_source) ");
-        images.push_values(batch, |mut b, v| {
-            b.push_bind(&v.image_sha256)
-                .push_bind(v.image_bytes)
-                .push_bind(&v.image_source);
-        });
-        images.push(" ON CONFLICT (sha256) DO NOTHING");
-        images.build().execute(&mut *tx).await?;
-
-        let mut q = QueryBuilder::<Postgres>::new(
-            "INSERT INTO verdicts (request_id, tenant, label, p_fake, forgery_type, type_scores, \
-             artifacts, explanation, answers, image_sha256, image_source, base_model_sha256, \
-             mmproj_sha256, adapter_id, adapter_sha256, processing_ms, timings_ms, metadata, \
-             source_topic, source_partition, source_offset, result, created_at) ",
-        );
-        q.push_values(batch, |mut b, n| {
-            let v = &n.verdict;
-            let adapter = v.model.adapter.as_ref();
-            b.push_bind(v.request_id)
-                .push_bind(&n.tenant)
-                .push_bind(label_str(v.label))
-                .push_bind(v.p_fake)
-                .push_bind(v.forgery_type.map(|t| json_str(&t)))
-                .push_bind(sqlx::types::Json(&v.type_scores))
-                .push_bind(sqlx::types::Json(&v.artifacts))
-                .push_bind(&v.explanation)
-                .push_bind(sqlx::types::Json(&v.answers))
-                .push_bind(&n.image_sha256)
-                .push_bind(&n.image_source)
-                .push_bind(&v.model.base_sha256)
-                .push_bind(&v.model.mmproj_sha256)
-                .push_bind(adapter.map(|a| a.id.clone()))
-                .push_bind(adapter.map(|a| a.sha256.clone()))
-                .push_bind(v.timings_ms.total)
-                .push_bind(sqlx::types::Json(&v.timings_ms))
-                .push_bind(&n.metadata)
-                .push_bind(&n.source.topic)
-                .push_bind(n.source.partition)
-                .push_bind(n.source.offset)
-                .push_bind(&n.result)
-                .push_unseparated("::json")
-                .push_bind(v.created_at);
-        });
-        q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-        let inserted: Vec<(Uuid,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-
-        // The conversation of each new verdict: its questions and answers.
-        let new: std::collections::HashSet<Uuid> = inserted.into_iter().map(|r| r.0).collect();
-        let turns: Vec<(Uuid, i32, &str, &str)> = batch
-            .iter()
-            .filter(|n| new.contains(&n.verdict.request_id))
-            .flat_map(|n| {
-                n.verdict
-                    .answers
-                    .iter()
-                    .enumerate()
-                    .flat_map(move |(i, a)| {
-                        let id = n.verdict.request_id;
-                        [
-                            (id, 2 * i as i32, "user", a.question.as_str()),
-                            (id, 2 * i as i32 + 1, "assistant", a.answer.as_str()),
-                        ]
-                    })
-            })
-            .collect();
-        if !turns.is_empty() {
-            let mut m = QueryBuilder::<Postgres>::new(
-                "INSERT INTO conversation_messages (request_id, turn, role, content) ",
-            );
-            m.push_values(&turns, |mut b, t| {
-                b.push_bind(t.0)
-                    .push_bind(t.1)
-                    .push_bind(t.2)
-                    .push_bind(t.3);
-            });
-            m.push(" ON CONFLICT DO NOTHING");
-            m.build().execute(&mut *tx).await?;
-        }
-
+        insert_images(&mut tx, batch).await?;
+        let new = insert_verdict_rows(&mut tx, batch).await?;
+        insert_conversations(&mut tx, batch, &new).await?;
         let ids: Vec<Uuid> = batch.iter().map(|n| n.verdict.request_id).collect();
         let stored: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT request_id, result::text FROM verdicts WHERE request_id = ANY($1)",
@@ -233,17 +156,95 @@ impl Store {
     }
 }
 
-fn label_str(label: Label) -> &'static str {
-    match label {
-        Label::Real => "real",
-        Label::Fake => "fake",
-    }
+type Tx<'a> = sqlx::Transaction<'a, Postgres>;
+
+/// The images of a batch, each once (content-addressed).
+async fn insert_images(tx: &mut Tx<'_>, batch: &[NewVerdict]) -> Result<(), sqlx::Error> {
+    let mut images =
+        QueryBuilder::<Postgres>::new("INSERT INTO images (sha256, byte_size, first_source) ");
+    images.push_values(batch, |mut b, v| {
+        b.push_bind(&v.image_sha256)
+            .push_bind(v.image_bytes)
+            .push_bind(&v.image_source);
+    });
+    images.push(" ON CONFLICT (sha256) DO NOTHING");
+    images.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
-/// The serde name of a unit enum variant ("face_swap").
-fn json_str<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(s)) => s,
-        other => format!("{other:?}"),
+/// The verdict rows; returns the request ids that were new.
+async fn insert_verdict_rows(
+    tx: &mut Tx<'_>,
+    batch: &[NewVerdict],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO verdicts (request_id, tenant, label, p_fake, forgery_type, type_scores, \
+         artifacts, explanation, answers, image_sha256, image_source, base_model_sha256, \
+         mmproj_sha256, adapter_id, adapter_sha256, processing_ms, timings_ms, metadata, \
+         source_topic, source_partition, source_offset, result, created_at) ",
+    );
+    q.push_values(batch, |mut b, n| {
+        let v = &n.verdict;
+        let adapter = v.model.adapter.as_ref();
+        b.push_bind(v.request_id)
+            .push_bind(&n.tenant)
+            .push_bind(v.label)
+            .push_bind(v.p_fake)
+            .push_bind(v.forgery_type)
+            .push_bind(Json(&v.type_scores))
+            .push_bind(Json(&v.artifacts))
+            .push_bind(&v.explanation)
+            .push_bind(Json(&v.answers))
+            .push_bind(&n.image_sha256)
+            .push_bind(&n.image_source)
+            .push_bind(&v.model.base_sha256)
+            .push_bind(&v.model.mmproj_sha256)
+            .push_bind(adapter.map(|a| a.id.clone()))
+            .push_bind(adapter.map(|a| a.sha256.clone()))
+            .push_bind(v.timings_ms.total)
+            .push_bind(Json(&v.timings_ms))
+            .push_bind(&n.metadata)
+            .push_bind(&n.source.topic)
+            .push_bind(n.source.partition)
+            .push_bind(n.source.offset)
+            .push_bind(&n.result)
+            .push_unseparated("::json")
+            .push_bind(v.created_at);
+    });
+    q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+    let inserted: Vec<(Uuid,)> = q.build_query_as().fetch_all(&mut **tx).await?;
+    Ok(inserted.into_iter().map(|r| r.0).collect())
+}
+
+/// The conversation of each new verdict: its questions and answers, as turns.
+async fn insert_conversations(
+    tx: &mut Tx<'_>,
+    batch: &[NewVerdict],
+    new: &HashSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let turns: Vec<(Uuid, i32, &str, &str)> = batch
+        .iter()
+        .filter(|n| new.contains(&n.verdict.request_id))
+        .flat_map(|n| {
+            let id = n.verdict.request_id;
+            n.verdict.answers.iter().zip(0i32..).flat_map(move |(a, i)| {
+                [
+                    (id, 2 * i, "user", a.question.as_str()),
+                    (id, 2 * i + 1, "assistant", a.answer.as_str()),
+                ]
+            })
+        })
+        .collect();
+    if turns.is_empty() {
+        return Ok(());
     }
+    let mut m = QueryBuilder::<Postgres>::new(
+        "INSERT INTO conversation_messages (request_id, turn, role, content) ",
+    );
+    m.push_values(&turns, |mut b, t| {
+        b.push_bind(t.0).push_bind(t.1).push_bind(t.2).push_bind(t.3);
+    });
+    m.push(" ON CONFLICT DO NOTHING");
+    m.build().execute(&mut **tx).await?;
+    Ok(())
 }

@@ -16,35 +16,8 @@ use candle_nn::ops::{rms_norm_slow, softmax};
 use candle_nn::rotary_emb::rope_i_slow;
 
 use super::lora::{LoraSet, Projection};
+use super::shape::BaseConfig;
 use super::TrainError;
-
-/// Hyper-parameters of the base, from the GGUF's metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BaseConfig {
-    pub architecture: String,
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub n_ff: usize,
-    pub n_vocab: usize,
-    pub eps: f32,
-    pub rope_base: f32,
-}
-
-impl BaseConfig {
-    pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
-    }
-
-    /// Output width of a projection, for sizing its LoRA B.
-    pub fn out_dim(&self, p: Projection) -> usize {
-        match p {
-            Projection::K | Projection::V => self.head_dim() * self.n_head_kv,
-            Projection::Q | Projection::O => self.n_embd,
-        }
-    }
-}
 
 struct Layer {
     attn_norm: Tensor,

@@ -21,8 +21,8 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::{Example, ImageEmbedding, TrainError};
 use crate::engine::render::ChatFormat;
-use crate::image_intake::DecodedImage;
-use crate::prompts::{Prompts, Turn};
+use crate::intake::DecodedImage;
+use crate::domain::prompts::{Prompts, Turn};
 use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 
 /// Loads an adapter file onto the base model in llama.cpp once, to refuse

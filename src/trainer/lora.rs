@@ -13,46 +13,10 @@ use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
 
-use super::base::BaseConfig;
+use super::shape::BaseConfig;
 use super::TrainError;
-
-/// An attention projection a LoRA can adapt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Projection {
-    #[serde(rename = "attn_q")]
-    Q,
-    #[serde(rename = "attn_k")]
-    K,
-    #[serde(rename = "attn_v")]
-    V,
-    #[serde(rename = "attn_output")]
-    O,
-}
-
-impl Projection {
-    /// The llama.cpp tensor name part.
-    pub fn gguf_name(self) -> &'static str {
-        match self {
-            Projection::Q => "attn_q",
-            Projection::K => "attn_k",
-            Projection::V => "attn_v",
-            Projection::O => "attn_output",
-        }
-    }
-
-    /// Accepts both llama.cpp (`attn_q`) and Hugging Face (`q_proj`) names.
-    pub fn parse(name: &str) -> Option<Projection> {
-        match name {
-            "attn_q" | "q_proj" | "q" => Some(Projection::Q),
-            "attn_k" | "k_proj" | "k" => Some(Projection::K),
-            "attn_v" | "v_proj" | "v" => Some(Projection::V),
-            "attn_output" | "o_proj" | "o" => Some(Projection::O),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::lora::Projection;
 
 struct Pair {
     a: Var,
@@ -137,11 +101,11 @@ impl LoraSet {
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         self.pairs
             .iter()
-            .flat_map(|((l, p), pair)| {
-                let base = format!("blk.{l}.{}.weight", p.gguf_name());
+            .flat_map(|(&(l, p), pair)| {
+                let name = |is_a| LoraTensorName::attention(l, p, is_a).gguf();
                 [
-                    (format!("{base}.lora_a"), pair.a.as_tensor().clone()),
-                    (format!("{base}.lora_b"), pair.b.as_tensor().clone()),
+                    (name(true), pair.a.as_tensor().clone()),
+                    (name(false), pair.b.as_tensor().clone()),
                 ]
             })
             .collect()
@@ -241,17 +205,100 @@ impl LoraSet {
     }
 }
 
-/// `blk.N.attn_q.weight.lora_a` → (N, Q, true).
+/// The modules a LoRA tensor can adapt: (llama.cpp name, PEFT name for LLaMA).
+const MODULES: [(&str, &str); 7] = [
+    ("attn_q", "q_proj"),
+    ("attn_k", "k_proj"),
+    ("attn_v", "v_proj"),
+    ("attn_output", "o_proj"),
+    ("ffn_gate", "gate_proj"),
+    ("ffn_up", "up_proj"),
+    ("ffn_down", "down_proj"),
+];
+
+/// One LoRA tensor's identity, and the one place both of its spellings live:
+/// llama.cpp's `blk.3.attn_q.weight.lora_a` and PEFT's
+/// `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoraTensorName {
+    pub layer: usize,
+    /// The module's llama.cpp name (`attn_q`, `ffn_down`, …).
+    pub module: &'static str,
+    /// A (r, in) rather than B (out, r).
+    pub is_a: bool,
+}
+
+impl LoraTensorName {
+    pub fn attention(layer: usize, p: Projection, is_a: bool) -> LoraTensorName {
+        LoraTensorName {
+            layer,
+            module: p.gguf_name(),
+            is_a,
+        }
+    }
+
+    /// `blk.N.MODULE.weight.lora_{a,b}`.
+    pub fn parse_gguf(name: &str) -> Option<LoraTensorName> {
+        let rest = name.strip_prefix("blk.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        let (module, suffix) = rest.split_once(".weight.lora_")?;
+        let is_a = match suffix {
+            "a" => true,
+            "b" => false,
+            _ => return None,
+        };
+        let module = MODULES.iter().find(|(gguf, _)| *gguf == module)?.0;
+        Some(LoraTensorName {
+            layer: layer.parse().ok()?,
+            module,
+            is_a,
+        })
+    }
+
+    /// `….layers.N.{self_attn,mlp}.MODULE.lora_{A,B}.weight`.
+    pub fn parse_peft(name: &str) -> Option<LoraTensorName> {
+        let (_, rest) = name.split_once("layers.")?;
+        let mut parts = rest.split('.');
+        let layer: usize = parts.next()?.parse().ok()?;
+        let _block = parts.next()?; // self_attn | mlp
+        let peft = parts.next()?;
+        let module = MODULES.iter().find(|(_, p)| *p == peft)?.0;
+        let is_a = match parts.next()? {
+            "lora_A" => true,
+            "lora_B" => false,
+            _ => return None,
+        };
+        (parts.next()? == "weight" && parts.next().is_none()).then_some(LoraTensorName {
+            layer,
+            module,
+            is_a,
+        })
+    }
+
+    /// The attention projection it adapts; none for an FFN module.
+    pub fn projection(&self) -> Option<Projection> {
+        Projection::parse(self.module)
+    }
+
+    /// The other half of its A/B pair.
+    pub fn partner(self) -> LoraTensorName {
+        LoraTensorName {
+            is_a: !self.is_a,
+            ..self
+        }
+    }
+
+    /// The name llama.cpp reads.
+    pub fn gguf(&self) -> String {
+        let ab = if self.is_a { "a" } else { "b" };
+        format!("blk.{}.{}.weight.lora_{ab}", self.layer, self.module)
+    }
+}
+
+/// `blk.N.attn_q.weight.lora_a` → (N, Q, true); attention tensors only.
 pub fn parse_lora_name(name: &str) -> Option<(usize, Projection, bool)> {
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (proj, suffix) = rest.split_once(".weight.lora_")?;
-    let is_a = match suffix {
-        "a" => true,
-        "b" => false,
-        _ => return None,
-    };
-    Some((layer.parse().ok()?, Projection::parse(proj)?, is_a))
+    let t = LoraTensorName::parse_gguf(name)?;
+    Some((t.layer, t.projection()?, t.is_a))
 }
 
 /// An adapter GGUF's contents.
@@ -328,5 +375,29 @@ pub fn write_adapter(
             .to_dtype(candle_core::DType::F32)?;
         qs.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32)?));
     }
-    Ok(crate::gguf_write::write_atomic(path, &meta, &qs)?)
+    Ok(crate::model::gguf_write::write_atomic(path, &meta, &qs)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_name_the_same_tensor() {
+        let peft = "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight";
+        let t = LoraTensorName::parse_peft(peft).unwrap();
+        assert_eq!(t, LoraTensorName::attention(3, Projection::Q, true));
+        assert_eq!(t.gguf(), "blk.3.attn_q.weight.lora_a");
+        assert_eq!(LoraTensorName::parse_gguf(&t.gguf()), Some(t));
+        assert_eq!(t.partner().gguf(), "blk.3.attn_q.weight.lora_b");
+        assert_eq!(
+            parse_lora_name("blk.1.attn_output.weight.lora_b"),
+            Some((1, Projection::O, false))
+        );
+        let ffn = LoraTensorName::parse_gguf("blk.0.ffn_down.weight.lora_a").unwrap();
+        assert_eq!(ffn.projection(), None);
+        assert_eq!(parse_lora_name("blk.0.ffn_down.weight.lora_a"), None);
+        assert_eq!(LoraTensorName::parse_gguf("blk.0.attn_q.weight.lora_c"), None);
+        assert_eq!(LoraTensorName::parse_gguf("blk.x.attn_q.weight.lora_a"), None);
+    }
 }

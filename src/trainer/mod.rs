@@ -7,6 +7,7 @@ pub mod base;
 pub mod featurize;
 pub mod lora;
 pub mod peft;
+pub mod shape;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,10 +18,11 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use base::BaseModel;
-use lora::{LoraSet, Projection};
+pub use crate::domain::lora::TrainConfig;
+use lora::LoraSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -37,21 +39,7 @@ pub enum TrainError {
     #[error("nothing to train on")]
     NoExamples,
     #[error(transparent)]
-    Write(#[from] crate::gguf_write::GgufWriteError),
-}
-
-/// Hyper-parameters, recorded with every adapter in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub targets: Vec<Projection>,
-    pub rank: usize,
-    pub alpha: f32,
-    pub dropout: f32,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub seed: u64,
+    Write(#[from] crate::model::gguf_write::GgufWriteError),
 }
 
 /// Image embeddings as llama.cpp's mtmd encoder produced them.

@@ -1,6 +1,7 @@
 //! PEFT LoRA (`adapter_config.json` + `adapter_model.safetensors`, LLaMA
-//! module names) → our GGUF adapter. A rename plus the adapter keys: PEFT's
-//! lora_A is (r, in) and lora_B (out, r), the layout llama.cpp reads.
+//! module names) → our GGUF adapter. A rename (`lora::LoraTensorName`) plus
+//! the adapter keys: PEFT's lora_A is (r, in) and lora_B (out, r), the layout
+//! llama.cpp reads.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
+use super::lora::LoraTensorName;
 use super::TrainError;
 
 #[derive(Debug, Deserialize)]
@@ -32,27 +34,7 @@ pub struct ImportedAdapter {
 /// `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` →
 /// `blk.3.attn_q.weight.lora_a`.
 pub fn gguf_name(peft: &str) -> Option<String> {
-    let (_, rest) = peft.split_once("layers.")?;
-    let mut parts = rest.split('.');
-    let layer: usize = parts.next()?.parse().ok()?;
-    let _block = parts.next()?; // self_attn | mlp
-    let module = match parts.next()? {
-        "q_proj" => "attn_q",
-        "k_proj" => "attn_k",
-        "v_proj" => "attn_v",
-        "o_proj" => "attn_output",
-        "gate_proj" => "ffn_gate",
-        "up_proj" => "ffn_up",
-        "down_proj" => "ffn_down",
-        _ => return None,
-    };
-    let ab = match parts.next()? {
-        "lora_A" => "a",
-        "lora_B" => "b",
-        _ => return None,
-    };
-    (parts.next()? == "weight" && parts.next().is_none())
-        .then(|| format!("blk.{layer}.{module}.weight.lora_{ab}"))
+    LoraTensorName::parse_peft(peft).map(|t| t.gguf())
 }
 
 /// Reads a PEFT adapter directory (or the two files in it).
@@ -79,7 +61,7 @@ pub fn read_peft(dir: &Path) -> Result<ImportedAdapter, TrainError> {
         candle_core::safetensors::load(&st_path, &Device::Cpu).map_err(|e| err(&st_path, &e))?;
     let mut tensors = BTreeMap::new();
     for (name, t) in loaded {
-        let target = gguf_name(&name).ok_or_else(|| {
+        let target = LoraTensorName::parse_peft(&name).ok_or_else(|| {
             err(
                 &st_path,
                 &format!("unsupported tensor `{name}` (LLaMA q/k/v/o/gate/up/down LoRA only)"),
@@ -88,7 +70,7 @@ pub fn read_peft(dir: &Path) -> Result<ImportedAdapter, TrainError> {
         let t = t
             .to_dtype(candle_core::DType::F32)
             .map_err(|e| err(&st_path, &e))?;
-        let expect_rank_dim = if target.ends_with("lora_a") { 0 } else { 1 };
+        let expect_rank_dim = if target.is_a { 0 } else { 1 };
         if t.rank() != 2 || t.dim(expect_rank_dim).ok() != Some(cfg.r) {
             return Err(err(
                 &st_path,
@@ -99,16 +81,13 @@ pub fn read_peft(dir: &Path) -> Result<ImportedAdapter, TrainError> {
                 ),
             ));
         }
-        tensors.insert(target, t);
+        tensors.insert(target.gguf(), (target, t));
     }
     if tensors.is_empty() {
         return Err(err(&st_path, &"no LoRA tensors"));
     }
-    for name in tensors.keys() {
-        let partner = match name.strip_suffix("_a") {
-            Some(stem) => format!("{stem}_b"),
-            None => format!("{}_a", &name[..name.len() - 2]),
-        };
+    for (name, (target, _)) in &tensors {
+        let partner = target.partner().gguf();
         if !tensors.contains_key(&partner) {
             return Err(err(&st_path, &format!("`{name}` has no `{partner}`")));
         }
@@ -116,7 +95,10 @@ pub fn read_peft(dir: &Path) -> Result<ImportedAdapter, TrainError> {
     Ok(ImportedAdapter {
         rank: cfg.r,
         alpha: cfg.lora_alpha,
-        tensors: tensors.into_iter().collect(),
+        tensors: tensors
+            .into_iter()
+            .map(|(name, (_, t))| (name, t))
+            .collect(),
     })
 }
 

@@ -3,29 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use uuid::Uuid;
 
-use super::process::{Incoming, Outcome, Processor, Reject};
-use super::request::{RequestError, SCHEMA_VERSION};
+use super::process::{Halt, Incoming, Outcome, Processor, Step};
+use super::request::{check_schema_version, from_json, parse_request_id, RequestError};
 use crate::engine::Backend;
 use crate::store::CorrectionWrite;
-use crate::verdict::{Artifact, ForgeryType, Label};
+use crate::domain::{Artifact, Correction, ForgeryType, Label};
 
 const MAX_REVIEWER_CHARS: usize = 200;
 const MAX_NOTE_CHARS: usize = 4000;
 const MAX_ARTIFACTS: usize = 32;
-
-/// A validated correction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Correction {
-    pub request_id: Uuid,
-    pub reviewer: String,
-    pub label: Label,
-    pub forgery_type: Option<ForgeryType>,
-    pub artifacts: Option<Vec<Artifact>>,
-    pub note: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
 
 #[derive(Deserialize)]
 struct Wire {
@@ -39,40 +26,19 @@ struct Wire {
     created_at: Option<DateTime<Utc>>,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> RequestError {
-    RequestError::InvalidField {
-        field,
-        reason: reason.into(),
-    }
-}
-
 /// Parses one feedback payload; errors carry the same kinds as requests'.
 pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
-    let wire: Wire = serde_json::from_slice(payload).map_err(|e| {
-        if e.is_data() {
-            invalid("feedback", e.to_string())
-        } else {
-            RequestError::InvalidJson(e.to_string())
-        }
-    })?;
+    let wire: Wire = from_json(payload, "feedback")?;
     // schema_version is optional here (1 when absent), but never another one.
     if let Some(v) = wire.schema_version {
-        match v.as_u64() {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) => return Err(RequestError::SchemaVersion(v)),
-            None => return Err(invalid("schema_version", "must be a positive integer")),
-        }
+        check_schema_version(v)?;
     }
-    let request_id = wire
-        .request_id
-        .ok_or(RequestError::MissingField("request_id"))?;
-    let request_id = Uuid::parse_str(&request_id)
-        .map_err(|e| invalid("request_id", format!("not a UUID: {e}")))?;
+    let request_id = parse_request_id(wire.request_id)?;
     let reviewer = wire
         .reviewer
         .ok_or(RequestError::MissingField("reviewer"))?;
     if reviewer.trim().is_empty() || reviewer.chars().count() > MAX_REVIEWER_CHARS {
-        return Err(invalid(
+        return Err(RequestError::invalid(
             "reviewer",
             format!("must hold 1..{MAX_REVIEWER_CHARS} characters"),
         ));
@@ -82,17 +48,17 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
         .created_at
         .ok_or(RequestError::MissingField("created_at"))?;
     if label == Label::Real && wire.forgery_type.is_some() {
-        return Err(invalid("forgery_type", "a real face has no forgery type"));
+        return Err(RequestError::invalid("forgery_type", "a real face has no forgery type"));
     }
     if let Some(a) = &wire.artifacts {
         if label == Label::Real && !a.is_empty() {
-            return Err(invalid("artifacts", "a real face has no forgery artifacts"));
+            return Err(RequestError::invalid("artifacts", "a real face has no forgery artifacts"));
         }
         if a.len() > MAX_ARTIFACTS
             || a.iter()
                 .any(|x| x.region.trim().is_empty() || x.text.trim().is_empty())
         {
-            return Err(invalid(
+            return Err(RequestError::invalid(
                 "artifacts",
                 format!("at most {MAX_ARTIFACTS} entries, each with a region and a text"),
             ));
@@ -103,7 +69,7 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
         .as_ref()
         .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
     {
-        return Err(invalid(
+        return Err(RequestError::invalid(
             "note",
             format!("at most {MAX_NOTE_CHARS} characters"),
         ));
@@ -121,40 +87,31 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
 
 impl<B: Backend> Processor<B> {
     /// Stores a correction; an unknown request_id is dead-lettered.
-    pub(super) async fn process_feedback(&self, msg: &Incoming) -> Result<Outcome, Reject> {
-        let correction = parse_feedback(&msg.payload).map_err(|e| Reject {
-            request_id: None,
-            kind: e.kind(),
-            reason: e.to_string(),
-        })?;
+    pub(super) async fn process_feedback(&self, msg: &Incoming) -> Step<Outcome> {
+        let correction = parse_feedback(&msg.payload)
+            .map_err(|e| Halt::reject(None, e.kind(), e.to_string()))?;
+        let request_id = Some(correction.request_id);
         tracing::Span::current()
             .record("request_id", tracing::field::display(correction.request_id));
-        let written = self
+        let write = self
             .with_retry("store_correction", || {
                 self.store.upsert_correction(&correction, &msg.source)
             })
-            .await;
-        let reject = |kind: &'static str, reason: String| Reject {
-            request_id: Some(correction.request_id),
-            kind,
-            reason,
-        };
-        match written {
-            None => Ok(Outcome::Abandoned),
-            Some(Ok(CorrectionWrite::UnknownRequest)) => Err(reject(
+            .await
+            .map_err(|gave_up| Halt::from_retry(gave_up, request_id, "database_rejected"))?;
+        if write == CorrectionWrite::UnknownRequest {
+            return Err(Halt::reject(
+                request_id,
                 "unknown_request",
                 format!("no verdict with request_id {}", correction.request_id),
-            )),
-            Some(Ok(write)) => {
-                tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
-                self.metrics
-                    .corrections
-                    .with_label_values(&[write.as_str()])
-                    .inc();
-                Ok(Outcome::Done)
-            }
-            Some(Err(e)) => Err(reject("database_rejected", e.to_string())),
+            ));
         }
+        tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
+        self.metrics
+            .corrections
+            .with_label_values(&[write.as_str()])
+            .inc();
+        Ok(Outcome::Done)
     }
 }
 
@@ -190,32 +147,23 @@ mod tests {
             m[k] = v;
             parse(m).unwrap_err()
         };
-        assert!(matches!(
-            with("forgery_type", "face_swap".into()),
-            RequestError::InvalidField {
-                field: "forgery_type",
-                ..
-            }
-        ));
-        assert!(matches!(
-            with("request_id", "nope".into()),
-            RequestError::InvalidField {
-                field: "request_id",
-                ..
-            }
-        ));
-        assert!(matches!(
-            with("reviewer", " ".into()),
-            RequestError::InvalidField {
-                field: "reviewer",
-                ..
-            }
-        ));
+        let field_of = |e: RequestError| match e {
+            RequestError::InvalidField { field, .. } => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        assert_eq!(field_of(with("forgery_type", "face_swap".into())), "forgery_type");
+        assert_eq!(field_of(with("request_id", "nope".into())), "request_id");
+        assert_eq!(field_of(with("reviewer", " ".into())), "reviewer");
+        assert_eq!(field_of(with("label", "maybe".into())), "label");
+        assert_eq!(field_of(with("created_at", "yesterday".into())), "created_at");
+        assert_eq!(
+            field_of(with("artifacts", serde_json::json!([{"region": "eyes"}]))),
+            "artifacts[0]"
+        );
         assert!(matches!(
             with("schema_version", 2.into()),
             RequestError::SchemaVersion(2)
         ));
-        assert_eq!(with("label", "maybe".into()).kind(), "invalid_field");
         let mut m = base.clone();
         m.as_object_mut().unwrap().remove("created_at");
         assert!(matches!(

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::retry::Backoff;
+use super::retry::{GaveUp, RetryPolicy};
 use crate::settings::KafkaSettings;
 use crate::store::Source;
 
@@ -66,7 +67,7 @@ pub struct Publisher {
     producer: FutureProducer,
     results_topic: String,
     dlq_topic: String,
-    backoff: Backoff,
+    retry: RetryPolicy,
     metrics: Metrics,
     cancel: CancellationToken,
 }
@@ -79,7 +80,7 @@ impl Publisher {
     pub fn new(
         producer: FutureProducer,
         k: &KafkaSettings,
-        backoff: Backoff,
+        retry: RetryPolicy,
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Publisher {
@@ -87,7 +88,7 @@ impl Publisher {
             producer,
             results_topic: k.results_topic.clone(),
             dlq_topic: k.dlq_topic.clone(),
-            backoff,
+            retry,
             metrics,
             cancel,
         }
@@ -149,26 +150,26 @@ impl Publisher {
         headers: OwnedHeaders,
         stage: &'static str,
     ) -> Result<(), Cancelled> {
-        let mut delay = self.backoff.first();
-        loop {
+        let send = || {
             let mut record = FutureRecord::<[u8], [u8]>::to(topic)
                 .payload(payload)
                 .headers(headers.clone());
             if let Some(k) = key {
                 record = record.key(k);
             }
-            match self.producer.send(record, Duration::from_secs(10)).await {
-                Ok(_) => return Ok(()),
-                Err((e, _)) => {
-                    self.metrics.retries.with_label_values(&[stage]).inc();
-                    tracing::warn!(error = %e, topic, retry_in_ms = delay.as_millis() as u64, "produce failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return Err(Cancelled),
-                    }
-                    delay = self.backoff.next(delay);
-                }
-            }
-        }
+            self.producer.send(record, Duration::from_secs(10))
+        };
+        // Every producer error is retried: a message is never given up on
+        // while the worker runs.
+        let on_retry = |(e, _): &(KafkaError, OwnedMessage), wait: Duration| {
+            self.metrics.retries.with_label_values(&[stage]).inc();
+            tracing::warn!(error = %e, topic, retry_in_ms = wait.as_millis() as u64, "produce failed; retrying");
+        };
+        self.retry
+            .run(&self.cancel, send, |_| true, on_retry)
+            .await
+            .map(|_| ())
+            // With every error retried, only shutdown ends the attempts.
+            .map_err(|_: GaveUp<_>| Cancelled)
     }
 }

@@ -1,14 +1,15 @@
 //! One request message, from bytes to a stored and published verdict, or to
 //! the dead-letter topic. Permanent failures (bad message, bad image) are
-//! dead-lettered; transient ones (database, broker) are retried inside the
-//! writer and publisher, so they never reach here as failures.
+//! dead-lettered; transient ones (database, broker, image store) are retried
+//! until shutdown, so they never reach here as failures.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rdkafka::producer::FutureProducer;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -16,15 +17,15 @@ use super::fetch::Fetcher;
 use super::kafka::{Publisher, HEADER_TRACEPARENT};
 use super::metrics::Metrics;
 use super::request::{parse_request, Request};
-use super::retry::Transient;
+use super::retry::{GaveUp, RetryPolicy, Transient};
 use super::trace;
 use super::writer::{WriteError, Writer};
-use crate::analyze::{analyze_bytes, AnalyzeError};
+use crate::domain::Verdict;
+use crate::engine::analyze::{analyze_bytes, AnalyzeError};
 use crate::engine::{Backend, EngineError, Tasks};
-use crate::image_store::ImageStore;
+use crate::images::ImageStore;
 use crate::settings::Settings;
 use crate::store::{NewVerdict, Source, Store};
-use crate::verdict::Verdict;
 
 /// A consumed message, owned so it can outlive the consumer's buffer.
 #[derive(Debug, Clone)]
@@ -54,6 +55,81 @@ impl Outcome {
     }
 }
 
+/// A permanent failure, on its way to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Reject {
+    pub request_id: Option<Uuid>,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// Why a message stopped before its last phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Halt {
+    /// Permanent: dead-letter it.
+    Reject(Reject),
+    /// Shutting down: leave it unfinished, to be redelivered.
+    Abandon,
+}
+
+/// The result of one phase of processing.
+pub(super) type Step<T> = Result<T, Halt>;
+
+impl Halt {
+    pub(super) fn reject(request_id: Option<Uuid>, kind: &'static str, reason: String) -> Halt {
+        Halt::Reject(Reject {
+            request_id,
+            kind,
+            reason,
+        })
+    }
+
+    /// A storage call that was retried: given up at shutdown, or refused.
+    pub(super) fn from_retry<E: std::fmt::Display>(
+        gave_up: GaveUp<E>,
+        request_id: Option<Uuid>,
+        kind: &'static str,
+    ) -> Halt {
+        match gave_up {
+            GaveUp::Stopped => Halt::Abandon,
+            GaveUp::Permanent(e) => Halt::reject(request_id, kind, e.to_string()),
+        }
+    }
+
+    /// The engine stops only when the process does: that is a shutdown,
+    /// not a bad image.
+    fn from_analysis(e: AnalyzeError, request_id: Uuid) -> Halt {
+        match e {
+            AnalyzeError::Engine(EngineError::Stopped) => Halt::Abandon,
+            e => Halt::reject(Some(request_id), e.kind(), e.to_string()),
+        }
+    }
+
+    fn from_write(e: WriteError, request_id: Uuid) -> Halt {
+        match e {
+            WriteError::Cancelled => Halt::Abandon,
+            e @ WriteError::Rejected(_) => {
+                Halt::reject(Some(request_id), "database_rejected", e.to_string())
+            }
+        }
+    }
+}
+
+/// A message sent to the dead-letter topic is finished once its audit row
+/// is recorded, or refused (the letter itself is durable); not when
+/// shutdown interrupted the recording: then it will be redelivered and
+/// dead-lettered again.
+fn dead_letter_outcome<E: std::fmt::Display>(recorded: Result<(), GaveUp<E>>) -> Outcome {
+    match recorded {
+        Ok(()) => Outcome::DeadLettered,
+        Err(GaveUp::Stopped) => Outcome::Abandoned,
+        Err(GaveUp::Permanent(e)) => {
+            tracing::error!(error = %e, "rejection not recorded");
+            Outcome::DeadLettered
+        }
+    }
+}
+
 /// The result message: the verdict plus what the request said about itself.
 #[derive(Serialize)]
 struct ResultMessage<'a> {
@@ -71,6 +147,43 @@ struct ImageRef<'a> {
     source: &'a str,
 }
 
+/// A request's image, fetched.
+struct Fetched {
+    bytes: Arc<Vec<u8>>,
+    sha256: String,
+}
+
+/// The verdict row to store, with the result message it will publish.
+fn new_verdict(
+    msg: &Incoming,
+    request: &Request,
+    image: Fetched,
+    verdict: Verdict,
+) -> Result<NewVerdict, serde_json::Error> {
+    let source_ref = request.image.reference();
+    let result = serde_json::to_string(&ResultMessage {
+        schema_version: super::request::SCHEMA_VERSION,
+        request_id: request.request_id,
+        tenant: request.tenant.as_deref(),
+        metadata: &request.metadata,
+        image: ImageRef {
+            sha256: &image.sha256,
+            source: &source_ref,
+        },
+        verdict: &verdict,
+    })?;
+    Ok(NewVerdict {
+        verdict,
+        tenant: request.tenant.clone(),
+        metadata: request.metadata.clone(),
+        image_bytes: image.bytes.len() as i64,
+        image_sha256: image.sha256,
+        image_source: source_ref,
+        source: msg.source.clone(),
+        result,
+    })
+}
+
 pub struct Processor<B> {
     pub backend: Arc<B>,
     pub store: Store,
@@ -80,17 +193,56 @@ pub struct Processor<B> {
     pub images: ImageStore,
     pub metrics: Metrics,
     pub settings: Settings,
-    pub cancel: tokio_util::sync::CancellationToken,
-}
-
-/// A permanent failure, on its way to the dead-letter topic.
-pub(super) struct Reject {
-    pub request_id: Option<Uuid>,
-    pub kind: &'static str,
-    pub reason: String,
+    pub retry: RetryPolicy,
+    /// Cancelled when the shutdown grace period is over: work in progress
+    /// then gives up and stays unfinished.
+    pub cancel: CancellationToken,
 }
 
 impl<B: Backend> Processor<B> {
+    /// Wires the sinks (writer, publisher, image store) for `settings`;
+    /// spawns the writer, so it needs a Tokio runtime.
+    pub fn new(
+        backend: Arc<B>,
+        store: Store,
+        producer: FutureProducer,
+        metrics: Metrics,
+        settings: Settings,
+        cancel: CancellationToken,
+    ) -> Processor<B> {
+        let w = &settings.worker;
+        let retry = RetryPolicy::from_settings(w);
+        let writer = Writer::spawn(
+            store.clone(),
+            metrics.clone(),
+            w.write_batch_max,
+            retry,
+            cancel.clone(),
+        );
+        let publisher = Publisher::new(
+            producer,
+            &settings.kafka,
+            retry,
+            metrics.clone(),
+            cancel.clone(),
+        );
+        Processor {
+            backend,
+            store,
+            writer,
+            publisher,
+            fetcher: Fetcher::new(
+                std::time::Duration::from_millis(w.fetch_timeout_ms),
+                settings.image.max_bytes,
+            ),
+            images: ImageStore::new(&settings.image_store.dir),
+            metrics,
+            retry,
+            cancel,
+            settings,
+        }
+    }
+
     pub async fn handle(&self, msg: Incoming) -> Outcome {
         let propagate = self.settings.telemetry.propagate_trace_context;
         let parent = msg
@@ -112,130 +264,50 @@ impl<B: Backend> Processor<B> {
             } else {
                 None
             };
-            match self.process(&msg, traceparent.as_deref()).await {
+            let traceparent = traceparent.as_deref();
+            let processed = if msg.source.topic == self.settings.kafka.feedback_topic {
+                self.process_feedback(&msg).await
+            } else {
+                self.process(&msg, traceparent).await
+            };
+            match processed {
                 Ok(outcome) => outcome,
-                Err(reject) => self.dead_letter(&msg, reject, traceparent.as_deref()).await,
+                Err(Halt::Abandon) => Outcome::Abandoned,
+                Err(Halt::Reject(reject)) => self.dead_letter(&msg, reject, traceparent).await,
             }
         }
         .instrument(span)
         .await
     }
 
-    async fn process(&self, msg: &Incoming, traceparent: Option<&str>) -> Result<Outcome, Reject> {
-        let s = &self.settings;
-        if msg.source.topic == s.kafka.feedback_topic {
-            return self.process_feedback(msg).await;
-        }
-        let request = {
-            let _consume = tracing::info_span!("consume").entered();
-            parse_request(&msg.payload, s.worker.allow_local_paths).map_err(|e| Reject {
-                request_id: None,
-                kind: e.kind(),
-                reason: e.to_string(),
-            })?
-        };
-        tracing::Span::current().record("request_id", tracing::field::display(request.request_id));
-        let reject = |kind: &'static str, reason: String| Reject {
-            request_id: Some(request.request_id),
-            kind,
-            reason,
-        };
-
+    /// A request's phases, each ending the message early when it must.
+    async fn process(&self, msg: &Incoming, traceparent: Option<&str>) -> Step<Outcome> {
+        let request = self.parse(msg)?;
         // A redelivered or duplicated request: republish what was stored.
         if let Some(result) = self.find_existing(request.request_id).await {
             self.metrics.duplicates.inc();
-            let published = self.publish(&request, &result, traceparent).await;
-            return Ok(published.map_or(Outcome::Abandoned, |_| Outcome::Duplicate));
+            self.publish(&request, &result, traceparent).await?;
+            return Ok(Outcome::Duplicate);
         }
-
-        let started = Instant::now();
-        let bytes = self
-            .fetcher
-            .fetch(&request.image)
-            .instrument(tracing::info_span!("fetch"))
-            .await
-            .map_err(|e| reject(e.kind(), e.to_string()))?;
-        self.metrics
-            .observe("fetch", started.elapsed().as_secs_f64());
-        let image_sha256 = hex::encode(Sha256::digest(&bytes));
-        let image_bytes = bytes.len() as i64;
-
-        let started = Instant::now();
-        let tasks = Tasks::requested(
-            request.explain,
-            s.analysis.explain_threshold,
-            request.questions.clone(),
-        );
-        let bytes = std::sync::Arc::new(bytes);
-        let verdict = analyze_bytes(
-            self.backend.as_ref(),
-            request.request_id,
-            bytes.clone(),
-            tasks,
-            &s.image,
-            &s.analysis,
-        )
-        .instrument(tracing::info_span!("analyse"))
-        .await;
-        self.metrics
-            .observe("analyse", started.elapsed().as_secs_f64());
-        let verdict = match verdict {
-            Ok(v) => v,
-            Err(AnalyzeError::Engine(EngineError::Stopped)) => return Ok(Outcome::Abandoned),
-            Err(e) => return Err(reject(e.kind(), e.to_string())),
-        };
-
+        let image = self.fetch(&request).await?;
+        let verdict = self.analyse(&request, &image).await?;
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
-        match self
-            .with_retry("image_store", || self.images.put(&image_sha256, &bytes))
-            .await
-        {
-            None => return Ok(Outcome::Abandoned),
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(reject("image_store", e.to_string())),
-        }
-        drop(bytes);
+        self.keep_image(&request, &image).await?;
+        let new = new_verdict(msg, &request, image, verdict).map_err(|e| {
+            Halt::reject(Some(request.request_id), "serialize", e.to_string())
+        })?;
+        let result = self.persist(&request, new).await?;
+        self.publish(&request, &result, traceparent).await?;
+        Ok(Outcome::Done)
+    }
 
-        let source_ref = request.image.reference();
-        let result = serde_json::to_string(&ResultMessage {
-            schema_version: super::request::SCHEMA_VERSION,
-            request_id: request.request_id,
-            tenant: request.tenant.as_deref(),
-            metadata: &request.metadata,
-            image: ImageRef {
-                sha256: &image_sha256,
-                source: &source_ref,
-            },
-            verdict: &verdict,
-        })
-        .map_err(|e| reject("serialize", e.to_string()))?;
-        let new = NewVerdict {
-            verdict,
-            tenant: request.tenant.clone(),
-            metadata: request.metadata.clone(),
-            image_sha256,
-            image_bytes,
-            image_source: source_ref,
-            source: msg.source.clone(),
-            result,
-        };
-        let stored = match self
-            .writer
-            .write(new)
-            .instrument(tracing::info_span!("persist"))
-            .await
-        {
-            Ok(stored) => stored,
-            Err(WriteError::Cancelled) => return Ok(Outcome::Abandoned),
-            Err(e @ WriteError::Rejected(_)) => {
-                return Err(reject("database_rejected", e.to_string()))
-            }
-        };
-        Ok(self
-            .publish(&request, &stored, traceparent)
-            .await
-            .unwrap_or(Outcome::Abandoned))
+    fn parse(&self, msg: &Incoming) -> Step<Request> {
+        let _consume = tracing::info_span!("consume").entered();
+        let request = parse_request(&msg.payload, self.settings.worker.allow_local_paths)
+            .map_err(|e| Halt::reject(None, e.kind(), e.to_string()))?;
+        tracing::Span::current().record("request_id", tracing::field::display(request.request_id));
+        Ok(request)
     }
 
     async fn find_existing(&self, request_id: Uuid) -> Option<String> {
@@ -249,12 +321,64 @@ impl<B: Backend> Processor<B> {
         }
     }
 
-    async fn publish(
-        &self,
-        request: &Request,
-        result: &str,
-        traceparent: Option<&str>,
-    ) -> Option<Outcome> {
+    async fn fetch(&self, request: &Request) -> Step<Fetched> {
+        let started = Instant::now();
+        let bytes = self
+            .fetcher
+            .fetch(&request.image)
+            .instrument(tracing::info_span!("fetch"))
+            .await
+            .map_err(|e| Halt::reject(Some(request.request_id), e.kind(), e.to_string()))?;
+        self.metrics
+            .observe("fetch", started.elapsed().as_secs_f64());
+        Ok(Fetched {
+            sha256: crate::domain::sha256_hex(&bytes),
+            bytes: Arc::new(bytes),
+        })
+    }
+
+    async fn analyse(&self, request: &Request, image: &Fetched) -> Step<Verdict> {
+        let s = &self.settings;
+        let started = Instant::now();
+        let tasks = Tasks::requested(
+            request.explain,
+            s.analysis.explain_threshold,
+            request.questions.clone(),
+        );
+        let verdict = analyze_bytes(
+            self.backend.as_ref(),
+            request.request_id,
+            image.bytes.clone(),
+            tasks,
+            &s.image,
+            &s.analysis,
+        )
+        .instrument(tracing::info_span!("analyse"))
+        .await;
+        self.metrics
+            .observe("analyse", started.elapsed().as_secs_f64());
+        verdict.map_err(|e| Halt::from_analysis(e, request.request_id))
+    }
+
+    async fn keep_image(&self, request: &Request, image: &Fetched) -> Step<()> {
+        self.with_retry("image_store", || {
+            self.images.put(&image.sha256, image.bytes.clone())
+        })
+        .await
+        .map_err(|gave_up| Halt::from_retry(gave_up, Some(request.request_id), "image_store"))
+    }
+
+    /// Stores the verdict (or finds the one stored first); returns the
+    /// result message to publish.
+    async fn persist(&self, request: &Request, new: NewVerdict) -> Step<String> {
+        self.writer
+            .write(new)
+            .instrument(tracing::info_span!("persist"))
+            .await
+            .map_err(|e| Halt::from_write(e, request.request_id))
+    }
+
+    async fn publish(&self, request: &Request, result: &str, traceparent: Option<&str>) -> Step<()> {
         let started = Instant::now();
         let key = request.request_id.to_string();
         let sent = self
@@ -264,7 +388,7 @@ impl<B: Backend> Processor<B> {
             .await;
         self.metrics
             .observe("publish", started.elapsed().as_secs_f64());
-        sent.ok().map(|_| Outcome::Done)
+        sent.map_err(|_| Halt::Abandon)
     }
 
     async fn dead_letter(
@@ -302,45 +426,88 @@ impl<B: Backend> Processor<B> {
                 )
             })
             .await;
-        match recorded {
-            // Not recorded: the message will be redelivered and dead-lettered again.
-            None => Outcome::Abandoned,
-            Some(Ok(())) => Outcome::DeadLettered,
-            Some(Err(e)) => {
-                // The dead letter itself is durable; the audit row is best effort.
-                tracing::error!(error = %e, "rejection not recorded");
-                Outcome::DeadLettered
-            }
-        }
+        dead_letter_outcome(recorded)
     }
 
-    /// Runs a storage call until it succeeds or fails permanently, with
-    /// backoff on transient failures; None when shutdown abandons it.
+    /// Runs a storage call until it succeeds or fails permanently, retrying
+    /// transient failures (counted and logged per stage) until shutdown.
     pub(super) async fn with_retry<T, E, F, Fut>(
         &self,
         stage: &'static str,
-        mut call: F,
-    ) -> Option<Result<T, E>>
+        call: F,
+    ) -> Result<T, GaveUp<E>>
     where
         E: Transient + std::fmt::Display,
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let mut delay = std::time::Duration::from_millis(self.settings.worker.retry_initial_ms);
-        let max = std::time::Duration::from_millis(self.settings.worker.retry_max_ms);
-        loop {
-            match call().await {
-                Err(e) if e.is_transient() => {
-                    self.metrics.retries.with_label_values(&[stage]).inc();
-                    tracing::warn!(error = %e, stage, "storage unavailable; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => return None,
-                    }
-                    delay = (delay * 2).min(max);
-                }
-                other => return Some(other),
-            }
+        self.retry
+            .run(&self.cancel, call, E::is_transient, |e, wait| {
+                self.metrics.retries.with_label_values(&[stage]).inc();
+                tracing::warn!(error = %e, stage, retry_in_ms = wait.as_millis() as u64, "storage unavailable; retrying");
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn kind_of(halt: Halt) -> Option<&'static str> {
+        match halt {
+            Halt::Reject(r) => Some(r.kind),
+            Halt::Abandon => None,
         }
+    }
+
+    #[test]
+    fn only_an_abandoned_message_is_unfinished() {
+        use Outcome::*;
+        let finished = [Done, Duplicate, DeadLettered, Abandoned].map(Outcome::finished);
+        assert_eq!(finished, [true, true, true, false]);
+    }
+
+    #[test]
+    fn a_stopped_engine_abandons_and_a_bad_image_is_rejected() {
+        let stopped = AnalyzeError::Engine(EngineError::Stopped);
+        assert_eq!(Halt::from_analysis(stopped, id()), Halt::Abandon);
+        let bad = AnalyzeError::Engine(EngineError::Image("no face".into()));
+        let halt = Halt::from_analysis(bad, id());
+        assert_eq!(kind_of(halt.clone()), Some("image_encode"));
+        let Halt::Reject(r) = halt else { unreachable!() };
+        assert_eq!(r.request_id, Some(id()));
+        let too_long = AnalyzeError::Engine(EngineError::TooLong {
+            needed: 9,
+            available: 4,
+        });
+        assert_eq!(kind_of(Halt::from_analysis(too_long, id())), Some("too_long"));
+    }
+
+    #[test]
+    fn a_cancelled_write_abandons_and_a_refused_one_is_rejected() {
+        assert_eq!(Halt::from_write(WriteError::Cancelled, id()), Halt::Abandon);
+        let refused = Halt::from_write(WriteError::Rejected("constraint".into()), id());
+        assert_eq!(kind_of(refused), Some("database_rejected"));
+    }
+
+    #[test]
+    fn a_retry_stopped_by_shutdown_abandons() {
+        let stopped = Halt::from_retry(GaveUp::<String>::Stopped, Some(id()), "image_store");
+        assert_eq!(stopped, Halt::Abandon);
+        let refused = Halt::from_retry(GaveUp::Permanent("read-only".to_string()), None, "x");
+        assert_eq!(kind_of(refused), Some("x"));
+    }
+
+    #[test]
+    fn a_sent_dead_letter_is_finished_unless_shutdown_stopped_its_record() {
+        assert_eq!(dead_letter_outcome::<String>(Ok(())), Outcome::DeadLettered);
+        let refused = Err(GaveUp::Permanent("constraint".to_string()));
+        assert_eq!(dead_letter_outcome(refused), Outcome::DeadLettered);
+        assert_eq!(dead_letter_outcome::<String>(Err(GaveUp::Stopped)), Outcome::Abandoned);
     }
 }

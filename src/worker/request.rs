@@ -2,6 +2,7 @@
 //! before anything else runs. Every failure names what is wrong.
 
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -62,10 +63,17 @@ pub enum RequestError {
     #[error("missing field `{0}`")]
     MissingField(&'static str),
     #[error("invalid field `{field}`: {reason}")]
-    InvalidField { field: &'static str, reason: String },
+    InvalidField { field: String, reason: String },
 }
 
 impl RequestError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
+        RequestError::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             RequestError::InvalidJson(_) => "invalid_json",
@@ -98,36 +106,48 @@ struct WireImage {
     path: Option<String>,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> RequestError {
-    RequestError::InvalidField {
-        field,
-        reason: reason.into(),
+/// Deserializes a message's wire shape. A value of the wrong shape is
+/// reported at its path (`image.url`, `tasks[0]`); `whole` names the
+/// message itself when the top level is wrong.
+pub(super) fn from_json<T: DeserializeOwned>(
+    payload: &[u8],
+    whole: &str,
+) -> Result<T, RequestError> {
+    let mut json = serde_json::Deserializer::from_slice(payload);
+    let wire = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if !inner.is_data() {
+            return RequestError::InvalidJson(inner.to_string());
+        }
+        let field = if path == "." { whole } else { path.as_str() };
+        RequestError::invalid(field, inner.to_string())
+    })?;
+    // Trailing bytes after the value.
+    json.end()
+        .map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    Ok(wire)
+}
+
+/// A present `schema_version` must be the one this worker reads.
+pub(super) fn check_schema_version(version: serde_json::Value) -> Result<(), RequestError> {
+    match version.as_u64() {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => Ok(()),
+        Some(v) => Err(RequestError::SchemaVersion(v)),
+        None => Err(RequestError::invalid("schema_version", "must be a positive integer")),
     }
+}
+
+pub(super) fn parse_request_id(id: Option<String>) -> Result<Uuid, RequestError> {
+    let id = id.ok_or(RequestError::MissingField("request_id"))?;
+    Uuid::parse_str(&id).map_err(|e| RequestError::invalid("request_id", format!("not a UUID: {e}")))
 }
 
 /// Parses and validates one message payload.
 pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request, RequestError> {
-    let wire: Wire = serde_json::from_slice(payload).map_err(|e| {
-        if e.is_data() {
-            invalid_shape(&e)
-        } else {
-            RequestError::InvalidJson(e.to_string())
-        }
-    })?;
-    let version = wire
-        .schema_version
-        .ok_or(RequestError::MissingField("schema_version"))?;
-    let version = version
-        .as_u64()
-        .ok_or_else(|| invalid("schema_version", "must be a positive integer"))?;
-    if version != u64::from(SCHEMA_VERSION) {
-        return Err(RequestError::SchemaVersion(version));
-    }
-    let request_id = wire
-        .request_id
-        .ok_or(RequestError::MissingField("request_id"))?;
-    let request_id = Uuid::parse_str(&request_id)
-        .map_err(|e| invalid("request_id", format!("not a UUID: {e}")))?;
+    let wire: Wire = from_json(payload, "message")?;
+    check_schema_version(wire.schema_version.ok_or(RequestError::MissingField("schema_version"))?)?;
+    let request_id = parse_request_id(wire.request_id)?;
     let image = parse_image(
         wire.image.ok_or(RequestError::MissingField("image"))?,
         allow_local_paths,
@@ -136,17 +156,17 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
         .tasks
         .unwrap_or_else(|| vec![Task::Detection, Task::Classification]);
     if tasks.is_empty() && wire.questions.is_empty() {
-        return Err(invalid("tasks", "nothing to do: no tasks and no questions"));
+        return Err(RequestError::invalid("tasks", "nothing to do: no tasks and no questions"));
     }
     if wire.questions.len() > MAX_QUESTIONS {
-        return Err(invalid(
+        return Err(RequestError::invalid(
             "questions",
             format!("at most {MAX_QUESTIONS} questions"),
         ));
     }
     for q in &wire.questions {
         if q.trim().is_empty() || q.chars().count() > MAX_QUESTION_CHARS {
-            return Err(invalid(
+            return Err(RequestError::invalid(
                 "questions",
                 format!("each question must hold 1..{MAX_QUESTION_CHARS} characters"),
             ));
@@ -154,7 +174,7 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
     }
     let tenant = match wire.tenant {
         Some(t) if t.trim().is_empty() || t.len() > 200 => {
-            return Err(invalid("tenant", "must hold 1..200 characters"))
+            return Err(RequestError::invalid("tenant", "must hold 1..200 characters"))
         }
         other => other,
     };
@@ -168,32 +188,16 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
     })
 }
 
-fn invalid_shape(e: &serde_json::Error) -> RequestError {
-    let msg = e.to_string();
-    let field = [
-        "image",
-        "tasks",
-        "questions",
-        "tenant",
-        "request_id",
-        "metadata",
-    ]
-    .into_iter()
-    .find(|f| msg.contains(f))
-    .unwrap_or("message");
-    invalid(field, msg)
-}
-
 fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource, RequestError> {
     match (image.base64, image.url, image.path) {
         (Some(b64), None, None) => base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map(ImageSource::Inline)
-            .map_err(|e| invalid("image.base64", e.to_string())),
+            .map_err(|e| RequestError::invalid("image.base64", e.to_string())),
         (None, Some(url), None) => {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return Err(invalid(
+                return Err(RequestError::invalid(
                     "image.url",
                     "only http:// and https:// URLs are fetched",
                 ));
@@ -202,14 +206,14 @@ fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource,
         }
         (None, None, Some(path)) => {
             if !allow_local_paths {
-                return Err(invalid(
+                return Err(RequestError::invalid(
                     "image.path",
                     "local paths are disabled (worker.allow_local_paths = false)",
                 ));
             }
             Ok(ImageSource::Path(path))
         }
-        _ => Err(invalid("image", "give exactly one of base64, url or path")),
+        _ => Err(RequestError::invalid("image", "give exactly one of base64, url or path")),
     }
 }
 
@@ -336,6 +340,29 @@ mod tests {
             let err = parse(v.clone()).unwrap_err();
             assert_eq!(err.kind(), kind, "{v} gave {err}");
         }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_is_named_by_its_path() {
+        let field_of = |v: serde_json::Value| match parse(v) {
+            Err(RequestError::InvalidField { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        let mut v = valid();
+        v["tasks"] = json!(["detection", "dance"]);
+        assert_eq!(field_of(v), "tasks[1]");
+        let mut v = valid();
+        v["image"] = json!({"url": 5});
+        assert_eq!(field_of(v), "image.url");
+        let mut v = valid();
+        v["request_id"] = json!(7);
+        assert_eq!(field_of(v), "request_id");
+        assert_eq!(field_of(json!([1, 2])), "message");
+        let trailing = format!("{} x", valid());
+        assert_eq!(
+            parse_request(trailing.as_bytes(), false).unwrap_err().kind(),
+            "invalid_json"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::metrics::Metrics;
-use super::retry::Backoff;
+use super::retry::{GaveUp, RetryPolicy};
 use crate::store::{NewVerdict, Store, StoreError};
 
 type Reply = oneshot::Sender<Result<String, WriteError>>;
@@ -32,11 +32,11 @@ impl Writer {
         store: Store,
         metrics: Metrics,
         batch_max: usize,
-        backoff: Backoff,
+        retry: RetryPolicy,
         cancel: CancellationToken,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(batch_max * 2);
-        tokio::spawn(run(store, metrics, rx, batch_max, backoff, cancel));
+        tokio::spawn(run(store, metrics, rx, batch_max, retry, cancel));
         Writer { tx }
     }
 
@@ -57,14 +57,14 @@ async fn run(
     metrics: Metrics,
     mut rx: mpsc::Receiver<(NewVerdict, Reply)>,
     batch_max: usize,
-    backoff: Backoff,
+    retry: RetryPolicy,
     cancel: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let started = Instant::now();
         let (verdicts, replies): (Vec<NewVerdict>, Vec<Reply>) = batch.drain(..).unzip();
-        let outcome = write_with_retry(&store, &metrics, &verdicts, &backoff, &cancel).await;
+        let outcome = write_with_retry(&store, &metrics, &verdicts, &retry, &cancel).await;
         metrics.observe("persist", started.elapsed().as_secs_f64());
         match outcome {
             Ok(stored) => {
@@ -88,37 +88,34 @@ async fn run(
     }
 }
 
+/// Inserts a batch, retrying while the database is unavailable (the worker
+/// reports itself unhealthy meanwhile); a refused batch is not retried.
 async fn write_with_retry(
     store: &Store,
     metrics: &Metrics,
     verdicts: &[NewVerdict],
-    backoff: &Backoff,
+    retry: &RetryPolicy,
     cancel: &CancellationToken,
 ) -> Result<Vec<(Uuid, String)>, WriteError> {
-    let mut delay = backoff.first();
-    loop {
-        match store.insert_verdicts(verdicts).await {
-            Ok((new, stored)) => {
-                metrics.set_healthy(true);
-                metrics.verdicts_written.inc_by(new as u64);
-                metrics
-                    .duplicates
-                    .inc_by((verdicts.len() - new.min(verdicts.len())) as u64);
-                return Ok(stored);
-            }
-            Err(e @ StoreError::Rejected(_)) | Err(e @ StoreError::Migrate(_)) => {
-                return Err(WriteError::Rejected(e.to_string()))
-            }
-            Err(e) => {
-                metrics.set_healthy(false);
-                metrics.retries.with_label_values(&["persist"]).inc();
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return Err(WriteError::Cancelled),
-                }
-                delay = backoff.next(delay);
-            }
+    let insert = || store.insert_verdicts(verdicts);
+    let on_retry = |e: &StoreError, wait: std::time::Duration| {
+        metrics.set_healthy(false);
+        metrics.retries.with_label_values(&["persist"]).inc();
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unavailable; retrying");
+    };
+    match retry
+        .run(cancel, insert, StoreError::is_transient, on_retry)
+        .await
+    {
+        Ok((new, stored)) => {
+            metrics.set_healthy(true);
+            metrics.verdicts_written.inc_by(new as u64);
+            metrics
+                .duplicates
+                .inc_by((verdicts.len() - new.min(verdicts.len())) as u64);
+            Ok(stored)
         }
+        Err(GaveUp::Permanent(e)) => Err(WriteError::Rejected(e.to_string())),
+        Err(GaveUp::Stopped) => Err(WriteError::Cancelled),
     }
 }

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the generated tiny model and test images.
 #![allow(dead_code)]
 
+pub mod fake_backend;
 pub mod services;
 
 use std::io::Cursor;
@@ -8,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dfa::engine::{AdapterSpec, Engine, EngineConfig};
-use dfa::image_intake::{decode_image, DecodedImage};
-use dfa::model_files::ensure_tiny_model;
-use dfa::prompts::Prompts;
+use dfa::intake::{decode_image, DecodedImage};
+use dfa::model::files::ensure_tiny_model;
+use dfa::domain::prompts::Prompts;
 use dfa::settings::Settings;
-use dfa::tinymodel::GeneratedModel;
+use dfa::model::tiny::GeneratedModel;
 use image::{ImageFormat, RgbImage};
 
 /// The tiny model, generated once per test binary into the target's tmp dir.
@@ -41,16 +42,16 @@ pub fn engine_config(adapter: Option<AdapterSpec>) -> EngineConfig {
         adapter,
         Prompts::embedded(),
     );
-    config.n_ctx = 4096;
-    config.threads = 2;
-    config.threads_batch = 2;
+    config.engine.n_ctx = 4096;
+    config.engine.threads = 2;
+    config.engine.threads_batch = 2;
     config.max_explain_tokens = 24;
     config.max_answer_tokens = 16;
     if std::env::var_os("KV32").is_some() {
-        config.kv_cache_type = dfa::settings::KvCacheKind::F32;
+        config.engine.kv_cache_type = dfa::settings::KvCacheKind::F32;
     }
     if std::env::var_os("FAOFF").is_some() {
-        config.flash_attention = dfa::settings::FlashAttention::Off;
+        config.engine.flash_attention = dfa::settings::FlashAttention::Off;
     }
     config
 }

@@ -173,7 +173,8 @@ impl Env {
             .expect("produce feedback");
     }
 
-    pub async fn produce(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+    /// Produces a request; returns where it landed (partition, offset).
+    pub async fn produce(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) -> (i32, i64) {
         let mut h = rdkafka::message::OwnedHeaders::new();
         for (k, v) in headers {
             h = h.insert(rdkafka::message::Header {
@@ -190,7 +191,7 @@ impl Env {
                 Duration::from_secs(10),
             )
             .await
-            .expect("produce");
+            .expect("produce")
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
@@ -261,6 +262,20 @@ impl Env {
         out
     }
 
+    /// Stored verdicts whose request's offset the group has not committed:
+    /// a worker that takes over redelivers exactly these.
+    pub async fn verdicts_beyond_committed(&self) -> i64 {
+        let mut beyond = 0;
+        for (partition, committed) in self.committed() {
+            beyond += self
+                .count(&format!(
+                    "SELECT count(*) FROM verdicts WHERE source_partition = {partition} AND source_offset >= {committed}"
+                ))
+                .await;
+        }
+        beyond
+    }
+
     /// The group's committed offsets on the requests topic, summed over partitions.
     pub fn committed_total(&self) -> i64 {
         self.committed().values().sum()
@@ -321,20 +336,92 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The worker's Prometheus text, from the address it logged at start.
+    /// The address of /healthz and /metrics, as the worker logged it at
+    /// start (waiting for that line, with a bound).
+    fn metrics_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let log = self.stderr();
+            let addr = log
+                .split("bound=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(addr) = addr {
+                return addr.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker never logged its metrics address: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The worker's Prometheus text.
     pub async fn metrics(&self) -> String {
-        let log = self.stderr();
-        let addr = log
-            .split("bound=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the worker logged its metrics address");
+        let addr = self.metrics_addr();
         reqwest::get(format!("http://{addr}/metrics"))
             .await
             .expect("GET /metrics")
             .text()
             .await
             .expect("metrics body")
+    }
+
+    /// Freezes the process (SIGSTOP): nothing it does changes until `resume`.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// The value of one series (`name` or `name{labels}`) in the worker's
+    /// /metrics, summed over the series it prefixes; 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_sum(&self.metrics().await, series)
+    }
+
+    /// Waits until `series` reaches `at_least`; returns its last value.
+    pub async fn wait_metric(&self, series: &str, at_least: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(series).await;
+            if v >= at_least || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The HTTP status of the worker's /healthz.
+    pub async fn healthz(&self) -> u16 {
+        reqwest::get(format!("http://{}/healthz", self.metrics_addr()))
+            .await
+            .expect("GET /healthz")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until /healthz answers `status`; returns the last status seen.
+    pub async fn wait_healthz(&self, status: u16, timeout: Duration) -> u16 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.healthz().await;
+            if s == status || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The first line of the worker's log containing `needle`.
+    pub fn log_line(&self, needle: &str) -> Option<String> {
+        self.stderr()
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_string)
     }
 
     pub fn kill(&mut self) {
@@ -369,6 +456,27 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sums the samples of every series `series` prefixes in Prometheus text
+/// (`name{label="x"}` picks one series, `name` the whole family).
+pub fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| {
+            name.strip_prefix(series)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// The value of `key=` in a log line (tracing's `key=value` fields).
+pub fn log_field(line: &str, key: &str) -> Option<i64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
 }
 
 /// A request message for an inline PNG.

@@ -18,8 +18,8 @@ use llama_cpp_2::mtmd::{
 use llama_cpp_2::token::LlamaToken;
 
 use crate::engine::{backend, EngineConfig};
-use crate::image_intake::DecodedImage;
-use crate::scoring::{log_prob, yes_probability};
+use crate::intake::DecodedImage;
+use crate::engine::scoring::{log_prob, yes_probability};
 
 /// Returns images/s.
 pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64> {
@@ -44,20 +44,20 @@ pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64
     let mut mtmd = MtmdContext::init_from_file(mmproj, &model, &mparams)?;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(4096))
-        .with_n_batch(config.n_batch)
-        .with_n_ubatch(config.n_batch)
+        .with_n_batch(config.engine.n_batch)
+        .with_n_ubatch(config.engine.n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = model.new_context(backend, params)?;
 
     let p = &config.prompts;
     let v = &p.chat;
-    let render = |q: &str| v.render(&crate::prompts::conversation(&v.system, marker, &[], q));
+    let render = |q: &str| v.render(&crate::domain::prompts::conversation(&v.system, marker, &[], q));
     let detect = render(&p.detection.question);
     let classify = render(&p.classification.question);
-    let (pre, detect_post) = crate::prompts::split_at_marker(&detect, marker).context("marker")?;
+    let (pre, detect_post) = crate::domain::prompts::split_at_marker(&detect, marker).context("marker")?;
     let (_, classify_post) =
-        crate::prompts::split_at_marker(&classify, marker).context("marker")?;
+        crate::domain::prompts::split_at_marker(&classify, marker).context("marker")?;
     let tok = |s: &str| model.vocab().tokenize(s.as_bytes(), false, true);
     let detect_tokens = tok(detect_post);
     let classify_tokens = tok(classify_post);
@@ -70,7 +70,7 @@ pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64
         .iter()
         .map(|a| tok(a))
         .collect();
-    let mut batch = LlamaBatch::new(config.n_batch as usize, 1);
+    let mut batch = LlamaBatch::new(config.engine.n_batch as usize, 1);
 
     let started = Instant::now();
     let mut checksum = 0.0f64;
@@ -83,7 +83,7 @@ pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64
             parse_special: true,
         };
         let chunks = mtmd.tokenize(text, &[&bitmap])?;
-        let n = chunks.eval_chunks(&mut mtmd, &mut ctx, 0, 0, config.n_batch as i32, false)?;
+        let n = chunks.eval_chunks(&mut mtmd, &mut ctx, 0, 0, config.engine.n_batch as i32, false)?;
 
         let logits = decode(&mut ctx, &mut batch, &detect_tokens, n, false)?;
         checksum += yes_probability(&logits[0], yes.0 as usize, no.0 as usize) as f64;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::engine::instant::InstantBackend;
 use crate::engine::{AnalysisRequest, Backend, Engine, Explain, Tasks};
-use crate::image_intake::decode_image;
+use crate::intake::decode_image;
 use crate::settings::Settings;
 
 pub struct WorkerFigures {

@@ -2,8 +2,7 @@
 //! atomically: to a temporary name, synced, then renamed, so a reader (a
 //! worker loading an adapter) never sees half a file.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -23,6 +22,16 @@ pub enum GgufWriteError {
     },
 }
 
+/// The path is filled in by `write_atomic`, which knows it.
+impl From<std::io::Error> for GgufWriteError {
+    fn from(source: std::io::Error) -> Self {
+        GgufWriteError::Io {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+}
+
 pub fn write_atomic(
     path: &Path,
     meta: &[(String, Value)],
@@ -32,22 +41,20 @@ pub fn write_atomic(
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("gguf.{}.tmp", std::process::id()));
-    let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut w, &meta_refs, &tensor_refs).map_err(|source| {
-        GgufWriteError::Encode {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    w.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::atomic::write_with(path, |file| {
+        let mut w = BufWriter::new(file);
+        gguf_file::write(&mut w, &meta_refs, &tensor_refs).map_err(|source| {
+            GgufWriteError::Encode {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        w.flush().map_err(io)
+    })
+    .map_err(|e| match e {
+        GgufWriteError::Io { source, .. } => io(source),
+        other => other,
+    })
 }

@@ -7,11 +7,11 @@ use std::time::Instant;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::artifacts::parse_artifacts;
+use crate::domain::parse_artifacts;
+use crate::domain::{Label, Timings, TypeScores, Verdict};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Tasks};
-use crate::image_intake::{decode_image, DecodedImage, ImageError};
+use crate::intake::{decode_off_thread, ImageError};
 use crate::settings::{AnalysisSettings, ImageSettings};
-use crate::verdict::{Label, Timings, TypeScores, Verdict};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AnalyzeError {
@@ -29,19 +29,6 @@ impl AnalyzeError {
             AnalyzeError::Engine(e) => e.kind(),
         }
     }
-}
-
-/// Decodes on a blocking thread (image decoding is CPU work) and times it.
-/// `bytes` are shared, not copied: the worker keeps them for the image store.
-pub async fn decode_off_thread(
-    bytes: Arc<Vec<u8>>,
-    limits: ImageSettings,
-) -> (Result<DecodedImage, ImageError>, f64) {
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || decode_image(&bytes, &limits))
-        .await
-        .unwrap_or_else(|e| Err(ImageError::Corrupt(format!("decoder panicked: {e}"))));
-    (result, started.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Screens one image and assembles its verdict.
@@ -99,8 +86,8 @@ pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ForgeryType, ModelIdentity};
     use crate::engine::EngineTimings;
-    use crate::verdict::{ForgeryType, ModelIdentity};
 
     fn analysis(p_fake: f32, explanation: Option<&str>) -> Analysis {
         Analysis {

@@ -1,9 +1,15 @@
-//! Content hashes that name the weights behind every verdict.
+//! Content hashes: they name the weights behind every verdict and the images
+//! in the image store.
 
 use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+
+/// Hex SHA-256 of bytes in memory (image digests).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 /// Hex SHA-256 of a file, streamed (model files are gigabytes).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {

@@ -2,81 +2,33 @@
 //! the active adapter (or back, after a rollback) without a restart. The
 //! engine applies a swap between requests: in-flight work finishes first.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
-use crate::engine::{sha256_file, AdapterSpec, Backend};
+use super::{registry_spec, verify_file};
+use crate::engine::{AdapterSpec, Backend};
 use crate::settings::Settings;
-use crate::store::{AdapterRef, Store};
+use crate::domain::adapter::AdapterRef;
+use crate::store::Store;
 
-/// Where a registry path points: relative paths live in the adapter store.
-pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {
-    let p = PathBuf::from(path);
-    if p.is_absolute() {
-        p
-    } else {
-        adapters_dir.join(p)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdapterFileError {
-    #[error("cannot read {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: sha256 {actual} differs from the registry's {expected}")]
-    Changed {
-        path: PathBuf,
-        actual: String,
-        expected: String,
-    },
-}
-
-/// Checks that an adapter file is the one the registry recorded (blocking).
-pub fn verify_file(path: &Path, expected: &str) -> Result<(), AdapterFileError> {
-    let actual = sha256_file(path).map_err(|source| AdapterFileError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if actual != expected {
-        return Err(AdapterFileError::Changed {
-            path: path.to_path_buf(),
-            actual,
-            expected: expected.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// What the engine needs to apply a registry entry.
-pub fn registry_spec(row: &AdapterRef, dir: &Path) -> AdapterSpec {
-    AdapterSpec {
-        id: row.id.clone(),
-        path: resolve_adapter_path(dir, &row.path),
-        scale: row.scale,
-    }
-}
-
-/// Follows the registry until `stop`. `initial` is what the engine started
+/// Follows the registry until `stop`; `on_serving` hears the id of each
+/// adapter the engine switches to ("none": the base model). `initial` is what the engine started
 /// with, and what it serves again when no adapter is active.
 pub async fn follow_registry<B: Backend>(
     store: Store,
     backend: Arc<B>,
     settings: Settings,
     initial: Option<AdapterSpec>,
-    metrics: Metrics,
+    on_serving: impl Fn(&str) + Send + Sync,
     stop: CancellationToken,
 ) {
     let dir = PathBuf::from(&settings.adapters.dir);
     let mut serving = initial.clone();
     let name = |s: &Option<AdapterSpec>| s.as_ref().map_or("none", |s| s.id.as_str()).to_string();
-    metrics.set_serving_adapter(&name(&serving));
+    on_serving(&name(&serving));
     let poll = Duration::from_millis(settings.adapters.poll_ms.max(50));
     // A file that failed verification or loading is not retried until the
     // registry names something else.
@@ -93,7 +45,7 @@ pub async fn follow_registry<B: Backend>(
                     match swap(backend.as_ref(), wanted.clone(), active.as_ref()).await {
                         Ok(()) => {
                             tracing::info!(adapter = %name(&wanted), "now serving adapter");
-                            metrics.set_serving_adapter(&name(&wanted));
+                            on_serving(&name(&wanted));
                             serving = wanted;
                             refused = None;
                         }

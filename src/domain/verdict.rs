@@ -5,16 +5,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Label {
     Real,
     Fake,
 }
 
 /// The four forgery families of DFA-Instruct.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum ForgeryType {
     FaceSwap,
     FaceReenactment,
@@ -29,6 +31,61 @@ impl ForgeryType {
         ForgeryType::FaceEditing,
         ForgeryType::EntireFaceSynthesis,
     ];
+
+    /// The name used in messages, the database and datasets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeryType::FaceSwap => "face_swap",
+            ForgeryType::FaceReenactment => "face_reenactment",
+            ForgeryType::FaceEditing => "face_editing",
+            ForgeryType::EntireFaceSynthesis => "entire_face_synthesis",
+        }
+    }
+}
+
+/// An unknown label or forgery type name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+impl std::str::FromStr for ForgeryType {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ForgeryType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "forgery_type",
+                name: s.to_string(),
+            })
+    }
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Real => "real",
+            Label::Fake => "fake",
+        }
+    }
+}
+
+impl std::str::FromStr for Label {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Label::Real, Label::Fake]
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "label",
+                name: s.to_string(),
+            })
+    }
 }
 
 /// Normalised likelihoods of the four forgery types; they sum to 1.
@@ -138,6 +195,37 @@ impl Label {
     }
 }
 
+/// The labelling rule, shared by verdicts and by the retraining gate's
+/// evaluation: `fake` at or above the threshold, and only then a forgery
+/// type, the most likely one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Labelled {
+    pub label: Label,
+    pub p_fake: f32,
+    pub forgery_type: Option<ForgeryType>,
+    pub type_scores: TypeScores,
+}
+
+impl Labelled {
+    /// Missing scores (an analysis that did not screen) count as p_fake 0 and
+    /// uniform type scores.
+    pub fn from_scores(
+        p_fake: Option<f32>,
+        type_scores: Option<TypeScores>,
+        threshold: f32,
+    ) -> Labelled {
+        let p_fake = p_fake.unwrap_or(0.0);
+        let type_scores = type_scores.unwrap_or(TypeScores::from_array([0.25; 4]));
+        let label = Label::from_score(p_fake, threshold);
+        Labelled {
+            label,
+            p_fake,
+            forgery_type: (label == Label::Fake).then(|| type_scores.best()),
+            type_scores,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,9 +237,37 @@ mod tests {
     }
 
     #[test]
+    fn only_a_fake_label_carries_a_type() {
+        let scores = TypeScores::from_array([0.1, 0.2, 0.6, 0.1]);
+        let fake = Labelled::from_scores(Some(0.7), Some(scores), 0.5);
+        assert_eq!(fake.label, Label::Fake);
+        assert_eq!(fake.forgery_type, Some(ForgeryType::FaceEditing));
+        let real = Labelled::from_scores(Some(0.3), Some(scores), 0.5);
+        assert_eq!((real.label, real.forgery_type), (Label::Real, None));
+        let unscreened = Labelled::from_scores(None, None, 0.0);
+        assert_eq!(unscreened.p_fake, 0.0);
+        assert_eq!(unscreened.forgery_type, Some(ForgeryType::FaceSwap));
+        assert_eq!(unscreened.type_scores.as_array(), [0.25; 4]);
+    }
+
+    #[test]
     fn best_type_is_the_argmax() {
         let s = TypeScores::from_array([0.1, 0.2, 0.6, 0.1]);
         assert_eq!(s.best(), ForgeryType::FaceEditing);
+    }
+
+    #[test]
+    fn names_parse_back_and_match_serde() {
+        for t in ForgeryType::ALL {
+            assert_eq!(t.as_str().parse::<ForgeryType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for l in [Label::Real, Label::Fake] {
+            assert_eq!(l.as_str().parse::<Label>(), Ok(l));
+            assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
+        }
+        assert!("deepfake".parse::<ForgeryType>().is_err());
+        assert!("Fake".parse::<Label>().is_err());
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub enum GenerateError {
         source: candle_core::Error,
     },
     #[error(transparent)]
-    Write(#[from] crate::gguf_write::GgufWriteError),
+    Write(#[from] crate::model::gguf_write::GgufWriteError),
 }
 
 /// Writes model, mmproj and adapters into `dir`; the same seed and texts give
@@ -175,7 +175,7 @@ type Meta = Vec<(String, Value)>;
 type Tensors = Vec<(String, QTensor)>;
 
 fn write_gguf(path: &Path, meta: &Meta, tensors: &Tensors) -> Result<(), GenerateError> {
-    Ok(crate::gguf_write::write_atomic(path, meta, tensors)?)
+    Ok(crate::model::gguf_write::write_atomic(path, meta, tensors)?)
 }
 
 fn s(v: &str) -> Value {

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::AdapterSpec;
-use crate::prompts::Prompts;
+use crate::domain::prompts::Prompts;
 use crate::settings::Settings;
-use crate::tinymodel::{generate, GenerateError, GeneratedModel, ModelShape};
+use crate::model::tiny::{generate, GenerateError, GeneratedModel, ModelShape};
 
 /// The seed of the default tiny model; tests and docs refer to its files.
 pub const TINY_SEED: u64 = 42;

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The prompts compiled into the binary.
-pub const DEFAULT_PROMPTS: &str = include_str!("../config/prompts.toml");
+pub const DEFAULT_PROMPTS: &str = include_str!("../../config/prompts.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod learning;
+mod validate;
 
 use config::{Config, Environment, File, FileFormat};
 
@@ -12,11 +13,8 @@ pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use serde::Deserialize;
 
 /// The defaults compiled into the binary, so `dfa` runs from any directory.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
-/// Sequence ids one request can hold at once (prefix, detection, classification
-/// and its 4 answers, explanation, conversation; see `engine::plan`).
-pub const SEQS_PER_REQUEST: u32 = 8;
 /// llama.cpp's compile-time limit on sequence ids (`LLAMA_MAX_SEQ`).
 pub const LLAMA_MAX_SEQ: u32 = 256;
 
@@ -207,183 +205,6 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
-
-    /// Checks what can be checked before the model is loaded; the engine checks
-    /// the rest (context size against image tokens) once it knows the model.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let a = &self.analysis;
-        unit_interval("analysis.threshold", a.threshold)?;
-        unit_interval("analysis.explain_threshold", a.explain_threshold)?;
-        if a.max_explain_tokens == 0 {
-            return Err(invalid("analysis.max_explain_tokens", "must be at least 1"));
-        }
-        if a.max_answer_tokens == 0 {
-            return Err(invalid("analysis.max_answer_tokens", "must be at least 1"));
-        }
-
-        let e = &self.engine;
-        if e.n_batch < 32 {
-            return Err(invalid(
-                "engine.n_batch",
-                format!("must be at least 32, got {}", e.n_batch),
-            ));
-        }
-        if e.n_ctx < e.n_batch {
-            return Err(invalid(
-                "engine.n_ctx",
-                format!(
-                    "must be at least engine.n_batch ({}), got {}",
-                    e.n_batch, e.n_ctx
-                ),
-            ));
-        }
-        if e.n_seq_max < SEQS_PER_REQUEST || e.n_seq_max > LLAMA_MAX_SEQ {
-            return Err(invalid(
-                "engine.n_seq_max",
-                format!(
-                    "must be within {SEQS_PER_REQUEST}..={LLAMA_MAX_SEQ} (one request needs up to {SEQS_PER_REQUEST}), got {}",
-                    e.n_seq_max
-                ),
-            ));
-        }
-        if e.max_in_flight == 0 {
-            return Err(invalid("engine.max_in_flight", "must be at least 1"));
-        }
-        if e.queue_capacity == 0 {
-            return Err(invalid("engine.queue_capacity", "must be at least 1"));
-        }
-
-        let m = &self.model;
-        if !(m.adapter_scale.is_finite() && (0.0..=4.0).contains(&m.adapter_scale)) {
-            return Err(invalid(
-                "model.adapter_scale",
-                format!("must be within 0..=4, got {}", m.adapter_scale),
-            ));
-        }
-        if m.gguf.is_empty() != m.mmproj.is_empty() {
-            let key = if m.gguf.is_empty() {
-                "model.gguf"
-            } else {
-                "model.mmproj"
-            };
-            return Err(invalid(
-                key,
-                "model.gguf and model.mmproj must be set together (or both left empty for the tiny model)",
-            ));
-        }
-        for (key, path) in [
-            ("model.gguf", &m.gguf),
-            ("model.mmproj", &m.mmproj),
-            ("model.adapter", &m.adapter),
-            ("model.prompts", &m.prompts),
-        ] {
-            if !path.is_empty() && !Path::new(path).is_file() {
-                return Err(invalid(key, format!("file not found: {path}")));
-            }
-        }
-
-        self.validate_worker()?;
-        self.retrain.validate()?;
-        if self.adapters.dir.trim().is_empty() {
-            return Err(invalid("adapters.dir", "must not be empty"));
-        }
-        if self.image_store.dir.trim().is_empty() {
-            return Err(invalid("image_store.dir", "must not be empty"));
-        }
-
-        let i = &self.image;
-        if i.max_bytes == 0 {
-            return Err(invalid("image.max_bytes", "must be at least 1"));
-        }
-        if i.min_side == 0 {
-            return Err(invalid("image.min_side", "must be at least 1"));
-        }
-        if i.max_pixels < u64::from(i.min_side) * u64::from(i.min_side) {
-            return Err(invalid(
-                "image.max_pixels",
-                "must allow at least an image of image.min_side x image.min_side",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Settings {
-    fn validate_worker(&self) -> Result<(), SettingsError> {
-        let k = &self.kafka;
-        for (key, value) in [
-            ("kafka.brokers", &k.brokers),
-            ("kafka.group_id", &k.group_id),
-            ("kafka.requests_topic", &k.requests_topic),
-            ("kafka.results_topic", &k.results_topic),
-            ("kafka.dlq_topic", &k.dlq_topic),
-            ("kafka.feedback_topic", &k.feedback_topic),
-        ] {
-            if value.trim().is_empty() {
-                return Err(invalid(key, "must not be empty"));
-            }
-        }
-        if k.feedback_topic == k.requests_topic || k.feedback_topic == k.results_topic {
-            return Err(invalid(
-                "kafka.feedback_topic",
-                "must differ from the requests and results topics",
-            ));
-        }
-        if k.results_topic == k.requests_topic || k.dlq_topic == k.requests_topic {
-            return Err(invalid(
-                "kafka.results_topic",
-                "results and dead-letter topics must differ from the requests topic",
-            ));
-        }
-        if k.max_poll_interval_ms < k.session_timeout_ms {
-            return Err(invalid(
-                "kafka.max_poll_interval_ms",
-                "must be at least kafka.session_timeout_ms",
-            ));
-        }
-        let d = &self.database;
-        if !(d.url.starts_with("postgres://") || d.url.starts_with("postgresql://")) {
-            return Err(invalid("database.url", "must be a postgres:// URL"));
-        }
-        if d.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1"));
-        }
-        let w = &self.worker;
-        if w.max_in_flight == 0 {
-            return Err(invalid("worker.max_in_flight", "must be at least 1"));
-        }
-        if w.write_batch_max == 0 {
-            return Err(invalid("worker.write_batch_max", "must be at least 1"));
-        }
-        if w.retry_initial_ms == 0 || w.retry_max_ms < w.retry_initial_ms {
-            return Err(invalid(
-                "worker.retry_max_ms",
-                "need 0 < worker.retry_initial_ms <= worker.retry_max_ms",
-            ));
-        }
-        let t = &self.telemetry;
-        let is_http = ["http://", "https://"]
-            .iter()
-            .any(|p| t.otlp_endpoint.starts_with(p));
-        if !t.otlp_endpoint.is_empty() && !is_http {
-            return Err(invalid(
-                "telemetry.otlp_endpoint",
-                "must be an http(s):// URL",
-            ));
-        }
-        if w.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid("worker.metrics_addr", "must be HOST:PORT"));
-        }
-        Ok(())
-    }
-}
-
-fn unit_interval(key: &'static str, value: f32) -> Result<(), SettingsError> {
-    if value.is_finite() && (0.0..=1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(invalid(key, format!("must be within 0..=1, got {value}")))
-    }
 }
 
 #[cfg(test)]
@@ -426,7 +247,7 @@ mod tests {
             ("[analysis]\nmax_explain_tokens = 0\n", "analysis.max_explain_tokens"),
             ("[engine]\nn_ctx = 64\n", "engine.n_ctx"),
             ("[engine]\nn_batch = 4\n", "engine.n_batch"),
-            ("[engine]\nn_seq_max = 4\n", "engine.n_seq_max"),
+            ("[engine]\nn_seq_max = 0\n", "engine.n_seq_max"),
             ("[engine]\nn_seq_max = 1000\n", "engine.n_seq_max"),
             ("[engine]\nmax_in_flight = 0\n", "engine.max_in_flight"),
             ("[model]\nadapter = \"/nonexistent/adapter.gguf\"\n", "model.adapter"),

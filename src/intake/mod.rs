@@ -4,6 +4,8 @@
 //! checked before anything is decoded, so a decompression bomb never allocates.
 
 use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Instant;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
@@ -163,6 +165,19 @@ fn corrupt(err: image::ImageError) -> ImageError {
 
 fn too_large(err: image::ImageError) -> ImageError {
     ImageError::TooLarge(err.to_string())
+}
+
+/// Decodes on a blocking thread (image decoding is CPU work) and times it.
+/// `bytes` are shared, not copied: the worker keeps them for the image store.
+pub async fn decode_off_thread(
+    bytes: Arc<Vec<u8>>,
+    limits: ImageSettings,
+) -> (Result<DecodedImage, ImageError>, f64) {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || decode_image(&bytes, &limits))
+        .await
+        .unwrap_or_else(|e| Err(ImageError::Corrupt(format!("decoder panicked: {e}"))));
+    (result, started.elapsed().as_secs_f64() * 1000.0)
 }
 
 #[cfg(test)]

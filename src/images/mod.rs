@@ -1,6 +1,6 @@
 //! The image store: analysed images kept by content hash (`ab/abcd…`), so the
-//! images behind corrected verdicts can be trained on later. Writes go to a
-//! temporary name and are renamed, so a reader never sees half an image.
+//! images behind corrected verdicts can be trained on later. Writes are
+//! atomic and synced (`crate::atomic`), so a reader never sees half an image.
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,12 @@ impl ImageStore {
     }
 
     /// Stores the bytes once; an image already present is left as it is.
-    pub async fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), ImageStoreError> {
+    /// The bytes are shared with the caller (the worker also decodes them).
+    pub async fn put(
+        &self,
+        sha256: &str,
+        bytes: std::sync::Arc<Vec<u8>>,
+    ) -> Result<(), ImageStoreError> {
         let path = self.path_of(sha256);
         let err = |source| ImageStoreError {
             path: path.clone(),
@@ -41,16 +46,12 @@ impl ImageStore {
         if tokio::fs::try_exists(&path).await.map_err(err)? {
             return Ok(());
         }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(err)?;
-        }
-        let tmp = path.with_extension(format!(
-            "tmp.{}.{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        tokio::fs::write(&tmp, bytes).await.map_err(err)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(err)
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || crate::atomic::write_once(&target, &bytes))
+            .await
+            .map_err(|e| err(std::io::Error::other(e)))?
+            .map(|_| ())
+            .map_err(err)
     }
 
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>, ImageStoreError> {
@@ -68,8 +69,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::new(dir.path());
         let sha = "ab".repeat(32);
-        store.put(&sha, b"first").await.unwrap();
-        store.put(&sha, b"second").await.unwrap();
+        store.put(&sha, b"first".to_vec().into()).await.unwrap();
+        store.put(&sha, b"second".to_vec().into()).await.unwrap();
         assert_eq!(store.get(&sha).unwrap(), b"first");
         assert!(store.path_of(&sha).starts_with(dir.path().join("ab")));
         assert!(store.get(&"cd".repeat(32)).is_err());

@@ -1,7 +1,7 @@
 //! Parses DFA-GPT's artifact descriptions, a numbered list by region
 //! ("1. **Forehead**: …"), into `[{region, text}]`.
 
-use crate::verdict::Artifact;
+use crate::domain::Artifact;
 
 /// Returns the regions of a numbered-list description; empty when the text is
 /// not such a list (the caller keeps the raw text either way).

@@ -1,0 +1,95 @@
+//! Files that appear whole or not at all: written to a temporary file in the
+//! target's directory, synced, then renamed over the target. Readers (the
+//! engine loading an adapter, training reading an image) never see half a file.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `path` atomically with what `fill` writes, replacing any file there.
+/// The parent directory is created when missing.
+pub fn write_with<E: From<std::io::Error>>(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut tmp = temp_beside(path)?;
+    fill(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(sync_parent(path)?)
+}
+
+/// Writes `bytes` to `path` atomically, replacing any file there.
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |f: &mut std::fs::File| f.write_all(bytes))
+}
+
+/// Writes `bytes` to `path` atomically unless a file is there already
+/// (content-addressed stores: the same name always holds the same bytes).
+/// Returns whether this call created it.
+pub fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let mut tmp = temp_beside(path)?;
+    tmp.as_file_mut().write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => sync_parent(path).map(|()| true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
+    }
+}
+
+fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(".tmp.")
+        .tempfile_in(dir)
+}
+
+/// The rename is durable only once the directory entry is on disk.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_and_leaves_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write(&p, b"first").unwrap();
+        write(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left behind");
+    }
+
+    #[test]
+    fn write_once_keeps_the_first_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("digest");
+        assert!(write_once(&p, b"one").unwrap());
+        assert!(!write_once(&p, b"two").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write(&p, b"old").unwrap();
+        let err = write_with(&p, |_| Err(std::io::Error::other("boom"))).unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,98 @@
+//! The adapter registry's records: every LoRA adapter trained or imported,
+//! its lifecycle status, and what serving needs of the active one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where an adapter is in its lifecycle. At most one is `active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum AdapterStatus {
+    /// Registered, not (yet) promoted.
+    Candidate,
+    Active,
+    /// Failed the gate or a check; never served.
+    Rejected,
+    /// Was active, replaced by a promotion or rollback.
+    Retired,
+}
+
+/// How an adapter came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum AdapterOrigin {
+    /// `dfa retrain`.
+    Retrain,
+    /// `dfa lora import` of a PEFT adapter.
+    Import,
+}
+
+/// A registry entry, as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AdapterRecord {
+    pub id: String,
+    pub path: String,
+    pub sha256: String,
+    pub base_model_sha256: String,
+    pub parent_id: Option<String>,
+    pub status: AdapterStatus,
+    pub status_reason: Option<String>,
+    pub scale: f32,
+    pub origin: AdapterOrigin,
+    pub training_data: Value,
+    pub hyper_parameters: Value,
+    pub metrics: Value,
+    pub previous_active_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub promoted_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// What serving needs of a registry entry: polled by every worker, so it
+/// leaves out the (possibly large) training-data snapshot.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AdapterRef {
+    pub id: String,
+    pub path: String,
+    pub sha256: String,
+    pub scale: f32,
+}
+
+impl From<&AdapterRecord> for AdapterRef {
+    fn from(row: &AdapterRecord) -> AdapterRef {
+        AdapterRef {
+            id: row.id.clone(),
+            path: row.path.clone(),
+            sha256: row.sha256.clone(),
+            scale: row.scale,
+        }
+    }
+}
+
+/// A new registry entry (always a candidate first).
+#[derive(Debug, Clone)]
+pub struct NewAdapter {
+    pub id: String,
+    pub path: String,
+    pub sha256: String,
+    pub base_model_sha256: String,
+    pub parent_id: Option<String>,
+    pub scale: f32,
+    pub origin: AdapterOrigin,
+    pub training_data: Value,
+    pub hyper_parameters: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_origin_use_the_stored_names() {
+        assert_eq!(serde_json::to_value(AdapterStatus::Retired).unwrap(), "retired");
+        assert_eq!(serde_json::to_value(AdapterOrigin::Import).unwrap(), "import");
+    }
+}

@@ -1,0 +1,19 @@
+//! The domain: plain data and the rules on it (verdicts, forgery types,
+//! artifacts, corrections, adapter records, prompts, digests). Everything else
+//! depends on it; it imports nothing from the integrations.
+
+pub mod adapter;
+pub mod artifacts;
+pub mod correction;
+pub mod digest;
+pub mod lora;
+pub mod prompts;
+pub mod verdict;
+
+pub use artifacts::{parse_artifacts, render_artifacts};
+pub use correction::Correction;
+pub use digest::{sha256_file, sha256_hex};
+pub use verdict::{
+    AdapterIdentity, Answer, Artifact, ForgeryType, Label, ModelIdentity, Timings, TypeScores,
+    Verdict,
+};

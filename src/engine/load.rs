@@ -1,0 +1,281 @@
+//! Loading a model for the engine: llama.cpp's backend, the model and its
+//! vision tower, the startup adapter, the prompts' fixed tokens, and the
+//! checks that one request fits the configured context.
+
+use std::ffi::CString;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::{
+    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText,
+};
+use llama_cpp_2::token::LlamaToken;
+
+use super::adapters::Adapters;
+use super::render::ChatFormat;
+use super::scheduler::Shared;
+use super::{EngineConfig, EngineError};
+use crate::domain::sha256_file;
+use crate::domain::ModelIdentity;
+use crate::settings::{FlashAttention, KvCacheKind};
+
+/// llama.cpp's backend may be initialised once per process.
+pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let verbose = std::env::var_os("DFA_LLAMA_LOGS").is_some();
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(verbose),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Load(format!("llama.cpp backend: {e}")))
+}
+
+/// A loaded model and what stays fixed while it is loaded.
+pub(super) struct Loaded {
+    pub model: LlamaModel,
+    /// The model files' identity, without an adapter.
+    pub base: ModelIdentity,
+    pub mtmd: MtmdContext,
+    pub adapters: Adapters,
+    pub shared: Shared,
+    pub image_tokens: usize,
+    pub threads: i32,
+    pub threads_batch: i32,
+}
+
+impl Loaded {
+    /// Loads the model, the vision tower and the configured adapter, and
+    /// checks that one request fits the context.
+    pub fn open(config: &EngineConfig, backend: &LlamaBackend) -> Result<Loaded, EngineError> {
+        let gpu_layers = config.engine.n_gpu_layers;
+        let threads = resolve_threads(config.engine.threads);
+        let threads_batch = resolve_threads(config.engine.threads_batch);
+
+        let model_params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let mut model = LlamaModel::load_from_file(backend, &config.gguf, &model_params)
+            .map_err(|e| load_err(&config.gguf.display().to_string(), &e))?;
+        let base = ModelIdentity {
+            base_sha256: sha256_file(&config.gguf)
+                .map_err(|e| load_err("hashing the model", &e))?,
+            mmproj_sha256: sha256_file(&config.mmproj)
+                .map_err(|e| load_err("hashing the mmproj", &e))?,
+            adapter: None,
+        };
+        let (mtmd, marker) = open_mtmd(&model, &config.mmproj, threads, gpu_layers > 0)?;
+        if !mtmd.support_vision() {
+            return Err(EngineError::Load(format!(
+                "{} has no vision encoder",
+                config.mmproj.display()
+            )));
+        }
+        if mtmd.decode_use_mrope() || mtmd.decode_use_non_causal() {
+            return Err(EngineError::Load(
+                "this mmproj needs M-RoPE or non-causal image decoding; only LLaVA-style models are supported".into(),
+            ));
+        }
+
+        let mut adapters = Adapters::new();
+        if let Some(spec) = &config.adapter {
+            let i = adapters.load(&mut model, spec)?;
+            adapters.active = Some((i, spec.clone()));
+        }
+
+        let shared = shared_state(config, &model, marker)?;
+        let image_tokens = count_image_tokens(&mtmd, &shared.marker)?;
+        check_context_fits(config, &model, &shared, image_tokens)?;
+        Ok(Loaded {
+            model,
+            base,
+            mtmd,
+            adapters,
+            shared,
+            image_tokens,
+            threads,
+            threads_batch,
+        })
+    }
+
+    /// The parameters of each new context (one per adapter file load).
+    pub fn context_params(&self, config: &EngineConfig) -> LlamaContextParams {
+        context_params(config, self.threads, self.threads_batch)
+    }
+}
+
+pub(super) fn load_err(what: &str, e: &dyn std::fmt::Display) -> EngineError {
+    EngineError::Load(format!("{what}: {e}"))
+}
+
+/// The mtmd context (vision tower + projector) for `model`, and the image
+/// marker its prompts use.
+pub(crate) fn open_mtmd(
+    model: &LlamaModel,
+    mmproj: &std::path::Path,
+    threads: i32,
+    use_gpu: bool,
+) -> Result<(MtmdContext, String), EngineError> {
+    let marker = mtmd_default_marker().to_string();
+    let params = MtmdContextParams {
+        use_gpu,
+        print_timings: false,
+        n_threads: threads,
+        media_marker: CString::new(marker.clone()).map_err(|e| load_err("marker", &e))?,
+        image_min_tokens: -1,
+        image_max_tokens: -1,
+    };
+    let path = mmproj
+        .to_str()
+        .ok_or_else(|| EngineError::Load("mmproj path is not UTF-8".into()))?;
+    let mtmd = MtmdContext::init_from_file(path, model, &params).map_err(|e| load_err(path, &e))?;
+    Ok((mtmd, marker))
+}
+
+/// llama.cpp's names for the KV cache type and flash-attention settings.
+pub(crate) fn kv_and_attention(
+    kv: KvCacheKind,
+    fa: FlashAttention,
+) -> (KvCacheType, llama_cpp_sys_2::llama_flash_attn_type) {
+    let kv = match kv {
+        KvCacheKind::F32 => KvCacheType::F32,
+        KvCacheKind::F16 => KvCacheType::F16,
+    };
+    let fa = match fa {
+        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    (kv, fa)
+}
+
+pub(crate) fn resolve_threads(n: u32) -> i32 {
+    if n > 0 {
+        n as i32
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i32)
+            .unwrap_or(1)
+    }
+}
+
+fn context_params(config: &EngineConfig, threads: i32, threads_batch: i32) -> LlamaContextParams {
+    let config = &config.engine;
+    let mut params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(config.n_ctx))
+        .with_n_batch(config.n_batch)
+        .with_n_ubatch(config.n_batch)
+        .with_n_seq_max(config.n_seq_max)
+        .with_kv_unified(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads_batch);
+    let (kv, fa) = kv_and_attention(config.kv_cache_type, config.flash_attention);
+    params = params
+        .with_type_k(kv)
+        .with_type_v(kv)
+        .with_flash_attention_policy(fa);
+    params
+}
+
+fn shared_state(
+    config: &EngineConfig,
+    model: &LlamaModel,
+    marker: String,
+) -> Result<Shared, EngineError> {
+    let prompts = config.prompts.clone();
+    let format = ChatFormat::choose(model, config.chat_template, &prompts)?;
+    let vocab = model.vocab();
+    let first_token = |text: &str, field: &'static str| -> Result<Vec<LlamaToken>, EngineError> {
+        let tokens = vocab.tokenize(text.as_bytes(), false, true);
+        if tokens.is_empty() {
+            return Err(EngineError::Prompt(format!(
+                "`{field}` tokenizes to nothing"
+            )));
+        }
+        Ok(tokens)
+    };
+    let yes = first_token(&prompts.detection.yes, "detection.yes")?[0];
+    let no = first_token(&prompts.detection.no, "detection.no")?[0];
+    if yes == no {
+        return Err(EngineError::Prompt(
+            "detection.yes and detection.no start with the same token".into(),
+        ));
+    }
+    let answers = prompts.classification.answers.as_array();
+    let mut candidates: [Vec<LlamaToken>; 4] = Default::default();
+    for (slot, text) in candidates.iter_mut().zip(answers) {
+        *slot = first_token(text, "classification.answers")?;
+    }
+    Ok(Shared {
+        format,
+        prompts,
+        marker,
+        yes,
+        no,
+        candidates,
+        max_explain: config.max_explain_tokens as usize,
+        max_answer: config.max_answer_tokens as usize,
+        n_batch: config.engine.n_batch as usize,
+        n_ctx: config.engine.n_ctx as usize,
+        max_jobs: config.max_jobs(),
+    })
+}
+
+/// Image tokens per image: fixed for LLaVA-style projectors.
+fn count_image_tokens(mtmd: &MtmdContext, marker: &str) -> Result<usize, EngineError> {
+    let grey = vec![128u8; 64 * 64 * 3];
+    let bitmap =
+        MtmdBitmap::from_image_data(64, 64, &grey).map_err(|e| EngineError::Load(e.to_string()))?;
+    let chunks = mtmd
+        .tokenize(
+            MtmdInputText {
+                text: marker.to_string(),
+                add_special: false,
+                parse_special: true,
+            },
+            &[&bitmap],
+        )
+        .map_err(|e| EngineError::Load(format!("mtmd tokenize: {e}")))?;
+    Ok(chunks.total_positions() as usize)
+}
+
+/// One screening request with an explanation must fit in the context.
+fn check_context_fits(
+    config: &EngineConfig,
+    model: &LlamaModel,
+    shared: &Shared,
+    image_tokens: usize,
+) -> Result<(), EngineError> {
+    let p = &shared.prompts;
+    let render = |q: &str| {
+        shared
+            .format
+            .render(model, &p.chat.system, &shared.marker, &[], q)
+    };
+    let count = |text: &str, bos: bool| model.vocab().tokenize(text.as_bytes(), bos, true).len();
+    let (pre, detect) = render(&p.detection.question)?;
+    let (_, classify) = render(&p.classification.question)?;
+    let (_, explain) = render(&p.artifacts.question)?;
+    let needed = count(&pre, true)
+        + image_tokens
+        + count(&detect, false)
+        + count(&classify, false)
+        + shared.candidates.iter().map(Vec::len).sum::<usize>()
+        + count(&explain, false)
+        + shared.max_explain;
+    if needed > config.engine.n_ctx as usize {
+        return Err(EngineError::Config {
+            key: "engine.n_ctx",
+            reason: format!(
+                "one request with an explanation needs {needed} KV cells ({image_tokens} image tokens + prompts + analysis.max_explain_tokens), but n_ctx is {}",
+                config.engine.n_ctx
+            ),
+        });
+    }
+    Ok(())
+}

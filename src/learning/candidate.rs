@@ -1,0 +1,106 @@
+//! Puts a trained candidate into the adapter store and the registry: the GGUF
+//! file, named by its content, with provenance keys, and a `candidate` row
+//! recording what it learned from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::plan::Plan;
+use super::record::HyperParameters;
+use super::steps::Trained;
+use crate::domain::lora::TrainConfig;
+use crate::domain::sha256_file;
+use crate::engine::AdapterSpec;
+use crate::domain::adapter::{AdapterOrigin, NewAdapter};
+use crate::store::Store;
+use crate::trainer::lora::write_adapter;
+
+/// A registered candidate, ready to be evaluated.
+pub(super) struct Candidate {
+    pub id: String,
+    pub spec: AdapterSpec,
+}
+
+/// Where the candidate comes from: the base model and the adapter it may
+/// replace.
+pub(super) struct Lineage<'a> {
+    pub base_model_sha256: &'a str,
+    /// The adapter the candidate is compared with (from the registry or
+    /// `model.adapter`); recorded in the file.
+    pub compared_with: Option<&'a str>,
+    /// The registry's active adapter, the candidate's parent row.
+    pub parent_id: Option<&'a str>,
+}
+
+/// Writes and registers the candidate. `skipped` counts the items left out
+/// before training.
+pub(super) async fn register_candidate(
+    store: &Store,
+    adapters_dir: &Path,
+    plan: &Plan,
+    trained: &Trained,
+    config: &TrainConfig,
+    lineage: Lineage<'_>,
+    skipped: usize,
+) -> anyhow::Result<Candidate> {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    let provenance = vec![
+        (
+            "dfa.base_model_sha256".to_string(),
+            lineage.base_model_sha256.to_string(),
+        ),
+        (
+            "dfa.parent".to_string(),
+            lineage.compared_with.unwrap_or_default().to_string(),
+        ),
+    ];
+    let (dir, architecture, alpha, tensors) = (
+        adapters_dir.to_path_buf(),
+        trained.architecture.clone(),
+        trained.lora.alpha,
+        trained.lora.named_tensors(),
+    );
+    // Writing and hashing are blocking (and copy tensors off the GPU).
+    let (id, file_name, sha) = tokio::task::spawn_blocking(move || {
+        let tmp = dir.join(format!(
+            "candidate-{stamp}-{}.gguf",
+            uuid::Uuid::new_v4().simple()
+        ));
+        write_adapter(&tmp, &architecture, alpha, &tensors, &provenance)?;
+        let sha = sha256_file(&tmp).context("hashing the adapter")?;
+        let id = format!("lora-{stamp}-{}", &sha[..8]);
+        let file_name = format!("{id}.gguf");
+        std::fs::rename(&tmp, dir.join(&file_name)).context("naming the adapter file")?;
+        anyhow::Ok((id, file_name, sha))
+    })
+    .await??;
+    let path: PathBuf = adapters_dir.join(&file_name);
+    store
+        .insert_adapter(&NewAdapter {
+            id: id.clone(),
+            path: file_name,
+            sha256: sha,
+            base_model_sha256: lineage.base_model_sha256.to_string(),
+            parent_id: lineage.parent_id.map(str::to_string),
+            scale: 1.0,
+            origin: AdapterOrigin::Retrain,
+            training_data: plan.training_data(skipped).to_json()?,
+            hyper_parameters: HyperParameters {
+                config,
+                continued_from_parent: trained.continued,
+                epoch_losses: &trained.report.epoch_losses,
+            }
+            .to_json()?,
+        })
+        .await
+        .context("registering the candidate")?;
+    Ok(Candidate {
+        spec: AdapterSpec {
+            id: id.clone(),
+            path,
+            scale: 1.0,
+        },
+        id,
+    })
+}

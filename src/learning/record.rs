@@ -1,0 +1,150 @@
+//! What the registry records about a retrained adapter: the data it learned
+//! from (including the retrain watermark, the last correction revision it
+//! saw) and its hyper-parameters. The only place these JSON shapes are
+//! written or read.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::evaluate::{Decision, Scores};
+use crate::domain::lora::TrainConfig;
+use crate::domain::adapter::AdapterRecord;
+
+/// The dataset a run learned from, by content.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetRecord {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub items: usize,
+}
+
+/// An adapter's `training_data` column.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingData {
+    /// The watermark: the next run learns from corrections above it.
+    pub max_revision: i64,
+    /// The watermark this run started from.
+    pub since_revision: i64,
+    /// Request ids of the corrections above `since_revision`.
+    pub new_corrections: Vec<String>,
+    pub replayed_corrections: usize,
+    pub dataset: Option<DatasetRecord>,
+    pub training_items: usize,
+    pub heldout_items: usize,
+    /// How many items were skipped before training.
+    pub skipped: usize,
+}
+
+impl TrainingData {
+    pub fn to_json(&self) -> serde_json::Result<Value> {
+        serde_json::to_value(self)
+    }
+}
+
+/// The part of `training_data` the next run reads back.
+#[derive(Deserialize)]
+struct Watermark {
+    max_revision: Option<i64>,
+}
+
+/// The last correction revision `adapter` learned from; 0 for none (no
+/// adapter, or one trained elsewhere or without a readable watermark), so
+/// every standing correction is new.
+pub fn watermark(adapter: Option<&AdapterRecord>) -> i64 {
+    adapter.map_or(0, |a| read_watermark(&a.training_data))
+}
+
+fn read_watermark(training_data: &Value) -> i64 {
+    Watermark::deserialize(training_data)
+        .ok()
+        .and_then(|w| w.max_revision)
+        .unwrap_or(0)
+}
+
+/// An adapter's `hyper_parameters` column.
+#[derive(Debug, Clone, Serialize)]
+pub struct HyperParameters<'a> {
+    pub config: &'a TrainConfig,
+    pub continued_from_parent: bool,
+    pub epoch_losses: &'a [f64],
+}
+
+impl HyperParameters<'_> {
+    pub fn to_json(&self) -> serde_json::Result<Value> {
+        serde_json::to_value(self)
+    }
+}
+
+/// An adapter's `metrics` column: the gate's inputs and its decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics<'a> {
+    pub candidate: &'a Scores,
+    pub active: &'a Scores,
+    /// The adapter the candidate was compared with; none: the base model.
+    pub compared_with: Option<&'a str>,
+    /// `{"promote": reason}` or `{"reject": reason}`.
+    pub decision: &'a Decision,
+}
+
+impl Metrics<'_> {
+    pub fn to_json(&self) -> serde_json::Result<Value> {
+        serde_json::to_value(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_watermark_written_is_the_one_read_back() {
+        let data = TrainingData {
+            max_revision: 17,
+            since_revision: 3,
+            new_corrections: vec!["r".into()],
+            replayed_corrections: 0,
+            dataset: None,
+            training_items: 1,
+            heldout_items: 0,
+            skipped: 0,
+        };
+        let json = data.to_json().unwrap();
+        assert_eq!(json["max_revision"], 17);
+        assert_eq!(json["since_revision"], 3);
+        assert_eq!(json["dataset"], Value::Null);
+        assert_eq!(read_watermark(&json), 17);
+    }
+
+    #[test]
+    fn without_a_watermark_every_correction_is_new() {
+        assert_eq!(watermark(None), 0);
+        assert_eq!(read_watermark(&json!({"imported_from": "/peft"})), 0);
+        assert_eq!(read_watermark(&json!({"max_revision": "x"})), 0);
+        assert_eq!(read_watermark(&json!({"max_revision": 2.5})), 0);
+        assert_eq!(read_watermark(&Value::Null), 0);
+    }
+
+    #[test]
+    fn metrics_name_the_decision() {
+        let scores = Scores::default();
+        let metrics = |decision: &Decision| {
+            Metrics {
+                candidate: &scores,
+                active: &scores,
+                compared_with: None,
+                decision,
+            }
+            .to_json()
+            .unwrap()
+        };
+        let promoted = metrics(&Decision::Promote("better".into()));
+        assert_eq!(promoted["decision"], json!({"promote": "better"}));
+        assert_eq!(promoted["compared_with"], Value::Null);
+        assert_eq!(promoted["active"]["corrected"], json!({"correct": 0, "total": 0}));
+        let rejected = metrics(&Decision::Reject("worse".into()));
+        assert_eq!(rejected["decision"], json!({"reject": "worse"}));
+    }
+}

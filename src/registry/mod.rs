@@ -1,0 +1,82 @@
+//! The adapter registry as the rest of the crate uses it: the adapter store
+//! on disk (registry paths resolve into `adapters.dir`, files are checked
+//! against the sha256 the registry recorded), hot swap in workers
+//! (`follow`), and adapters trained elsewhere (`import`). The rows themselves
+//! live in `store`; `learning` registers the adapters it trains.
+
+mod follow;
+pub mod import;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub use follow::follow_registry;
+
+use crate::domain::adapter::AdapterRef;
+use crate::domain::sha256_file;
+use crate::engine::AdapterSpec;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// Connects to the database that holds the registry (and migrates it when
+/// `database.migrate_on_start`), for the commands that run once.
+pub async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database.url, max_connections)
+        .await
+        .context("connecting to the database")?;
+    if settings.database.migrate_on_start {
+        store.migrate().await.context("running migrations")?;
+    }
+    Ok(store)
+}
+
+/// Where a registry path points: relative paths live in the adapter store.
+pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        adapters_dir.join(p)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterFileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: sha256 {actual} differs from the registry's {expected}")]
+    Changed {
+        path: PathBuf,
+        actual: String,
+        expected: String,
+    },
+}
+
+/// Checks that an adapter file is the one the registry recorded (blocking).
+pub fn verify_file(path: &Path, expected: &str) -> Result<(), AdapterFileError> {
+    let actual = sha256_file(path).map_err(|source| AdapterFileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if actual != expected {
+        return Err(AdapterFileError::Changed {
+            path: path.to_path_buf(),
+            actual,
+            expected: expected.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What the engine needs to apply a registry entry.
+pub fn registry_spec(row: &AdapterRef, dir: &Path) -> AdapterSpec {
+    AdapterSpec {
+        id: row.id.clone(),
+        path: resolve_adapter_path(dir, &row.path),
+        scale: row.scale,
+    }
+}
