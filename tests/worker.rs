@@ -5,10 +5,18 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::services::{request, Env};
+use common::fake_backend::FakeBackend;
+use common::services::{log_field, metric_sum, request, Env};
+use dfa::engine::EngineError;
+use dfa::store::{Source, Store};
+use dfa::worker::metrics::Metrics;
+use dfa::worker::process::{Incoming, Outcome, Processor};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(240);
@@ -185,22 +193,43 @@ async fn a_killed_worker_loses_nothing_and_doubles_nothing() {
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
     let mut first = env.start_worker(&[]);
-    let partial = env
-        .wait_count("SELECT count(*) FROM verdicts", 10, LONG)
-        .await;
-    assert!(partial >= 10, "worker log:\n{}", first.stderr());
+    // The kill must land while some verdicts are stored whose offsets are
+    // not committed (redelivered: they must not double) and some requests
+    // have no verdict yet (they must not be lost). The worker is frozen
+    // while that is checked, so the state checked is the state killed.
+    let deadline = Instant::now() + LONG;
+    let redelivered = loop {
+        if env.count("SELECT count(*) FROM verdicts").await > 0 {
+            first.pause();
+            let stored = env.count("SELECT count(*) FROM verdicts").await;
+            let beyond = env.verdicts_beyond_committed().await;
+            if beyond > 0 && stored < n as i64 {
+                break beyond;
+            }
+            first.resume();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never caught the worker with stored-but-uncommitted verdicts and work left; worker log:\n{}",
+            first.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     first.kill();
-    let after_kill = env.count("SELECT count(*) FROM verdicts").await;
-    assert!(
-        after_kill < n as i64,
-        "the kill came too late to test anything"
-    );
 
     let mut second = env.start_worker(&[]);
     let rows = env
         .wait_count("SELECT count(*) FROM verdicts", n as i64, LONG)
         .await;
     assert_eq!(rows, n as i64, "worker log:\n{}", second.stderr());
+    // Every stored verdict redelivered to the second worker was recognised.
+    let duplicates = second
+        .wait_metric("dfa_duplicate_requests_total", redelivered as f64, LONG)
+        .await;
+    assert!(
+        duplicates >= redelivered as f64,
+        "{redelivered} stored verdicts were redelivered, {duplicates} recognised as duplicates"
+    );
     // Requests finished both before and after the kill may be published twice.
     let keys = |ms: &[common::services::Received]| -> HashSet<String> {
         ms.iter().filter_map(|m| m.key.clone()).collect()
@@ -241,20 +270,17 @@ async fn a_database_outage_pauses_work_and_loses_nothing() {
         let id = Uuid::new_v4();
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
-    env.wait_count("SELECT count(*) FROM verdicts", 5, LONG)
+    let before = env
+        .wait_count("SELECT count(*) FROM verdicts", 5, LONG)
         .await;
+    assert!(before >= 5, "worker log:\n{}", worker.stderr());
 
     // The outage: refuse new connections to the worker's database and cut the open ones.
     let admin = sqlx::PgPool::connect(&format!("{}/postgres", common::services::pg_base()))
         .await
         .unwrap();
-    sqlx::query(&format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-        env.name
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    let allow = |yes: bool| format!("ALTER DATABASE {} ALLOW_CONNECTIONS {yes}", env.name);
+    sqlx::query(&allow(false)).execute(&admin).await.unwrap();
     env.pool.close().await;
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&env.name)
@@ -265,19 +291,26 @@ async fn a_database_outage_pauses_work_and_loses_nothing() {
         let id = Uuid::new_v4();
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    sqlx::query(&format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-        env.name
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    // The worker meets the outage: its writes fail, are retried, and it
+    // reports itself unhealthy while they do.
+    let persist_retries = r#"dfa_transient_retries_total{stage="persist"}"#;
+    let retries = worker.wait_metric(persist_retries, 1.0, LONG).await;
+    assert!(
+        retries >= 1.0,
+        "no write retried; worker log:\n{}",
+        worker.stderr()
+    );
+    assert_eq!(
+        worker.healthz().await,
+        503,
+        "unhealthy while the database is down"
+    );
+    sqlx::query(&allow(true)).execute(&admin).await.unwrap();
 
     let pool = sqlx::PgPool::connect(&env.db_url).await.unwrap();
-    let deadline = std::time::Instant::now() + LONG;
+    let deadline = Instant::now() + LONG;
     let mut rows = 0;
-    while std::time::Instant::now() < deadline {
+    while Instant::now() < deadline {
         rows = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM verdicts")
             .fetch_one(&pool)
             .await
@@ -288,59 +321,131 @@ async fn a_database_outage_pauses_work_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(rows, n as i64, "worker log:\n{}", worker.stderr());
+    assert_eq!(
+        worker.wait_healthz(200, LONG).await,
+        200,
+        "healthy again once writes succeed"
+    );
     let results = env
         .read_topic(&env.results, n as usize, Duration::from_secs(60))
         .await;
     assert_eq!(results.len(), n as usize);
     assert_eq!(
-        env.read_topic(&env.dlq, 1, Duration::from_secs(2))
-            .await
-            .len(),
-        0,
+        worker.metric("dfa_dead_lettered_total").await,
+        0.0,
         "nothing dead-lettered"
     );
     let (ok, log) = worker.terminate(Duration::from_secs(60));
     assert!(ok, "{log}");
     assert!(
-        log.contains("retrying"),
-        "the outage was seen and retried: {log}"
+        log.contains("database unavailable; retrying"),
+        "the outage was logged: {log}"
     );
+}
+
+/// An HTTP server that accepts connections and never answers: a request
+/// whose image is fetched from it stays in flight until the fetch timeout.
+/// Returns its URL and the number of connections accepted so far.
+async fn stalling_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (format!("http://{addr}/face.jpg"), accepted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_work_in_flight_exits_cleanly_storing_only_finished_offsets() {
+    use std::sync::atomic::Ordering;
     let env = Env::new("term").await;
+    // Requests whose image never arrives: surely unfinished at the signal.
+    let (url, accepted) = stalling_server().await;
+    let stalled = 3;
+    let mut stalled_at = Vec::new();
+    for _ in 0..stalled {
+        let id = Uuid::new_v4();
+        let payload =
+            serde_json::json!({"schema_version": 1, "request_id": id, "image": {"url": url}});
+        stalled_at.push(
+            env.produce(&id.to_string(), payload.to_string().as_bytes(), &[])
+                .await,
+        );
+    }
     let n = 120;
     for i in 0..n {
         let id = Uuid::new_v4();
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
-    // A short grace period, so some requests are surely unfinished at the end.
-    let mut worker = env.start_worker(&[("DFA__WORKER__SHUTDOWN_GRACE_MS", "300")]);
-    env.wait_count("SELECT count(*) FROM verdicts", 5, LONG)
+    let mut worker = env.start_worker(&[
+        ("DFA__WORKER__SHUTDOWN_GRACE_MS", "300"),
+        ("DFA__WORKER__FETCH_TIMEOUT_MS", "600000"),
+    ]);
+    let deadline = Instant::now() + LONG;
+    while accepted.load(Ordering::SeqCst) < stalled && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        stalled,
+        "the stalled requests were taken; worker log:\n{}",
+        worker.stderr()
+    );
+    let finished = env
+        .wait_count("SELECT count(*) FROM verdicts", 5, LONG)
         .await;
+    assert!(finished >= 5, "worker log:\n{}", worker.stderr());
     let (ok, log) = worker.terminate(Duration::from_secs(60));
     assert!(ok, "exit status after SIGTERM: {log}");
-    let rows = env.count("SELECT count(*) FROM verdicts").await;
+    let field = |needle: &str, key: &str| {
+        worker
+            .log_line(needle)
+            .and_then(|l| log_field(&l, key))
+            .unwrap_or_else(|| panic!("no `{needle}` line with {key}= in: {log}"))
+    };
+    let in_flight = field("stopping: draining in-flight requests", "in_flight");
     assert!(
-        rows < n as i64,
-        "everything finished before the signal; nothing tested"
+        in_flight >= stalled as i64,
+        "in flight at the signal: {in_flight}"
     );
-    // Below each partition's committed offset, every message has its verdict.
-    for (partition, committed) in env.committed() {
+    let left = field("grace period over", "left");
+    assert!(left >= stalled as i64, "left unfinished: {left}");
+    // Below each partition's committed offset, every message has its verdict;
+    // the stalled ones, unfinished, are at or above it.
+    let committed = env.committed();
+    for (partition, committed) in &committed {
         let done = env
             .count(&format!(
                 "SELECT count(*) FROM verdicts WHERE source_partition = {partition} AND source_offset < {committed}"
             ))
             .await;
-        assert_eq!(done, committed, "partition {partition}: offset {committed} committed with only {done} verdicts below it");
+        assert_eq!(done, *committed, "partition {partition}: offset {committed} committed with only {done} verdicts below it");
     }
-    // A restarted worker finishes the rest.
+    for (partition, offset) in &stalled_at {
+        let c = committed.get(partition).copied().unwrap_or(0);
+        assert!(
+            c <= *offset,
+            "partition {partition}: unfinished offset {offset} committed ({c})"
+        );
+    }
+    // A restarted worker finishes the rest; the stalled fetches now time out.
     let mut again = env.start_worker(&[]);
     let rows = env
         .wait_count("SELECT count(*) FROM verdicts", n as i64, LONG)
         .await;
     assert_eq!(rows, n as i64, "{}", again.stderr());
+    let dead = env.read_topic(&env.dlq, stalled, LONG).await;
+    assert_eq!(dead.len(), stalled, "{}", again.stderr());
+    assert!(dead
+        .iter()
+        .all(|m| m.headers["dfa-error-kind"] == "fetch_failed"));
     let (ok, log) = again.terminate(Duration::from_secs(60));
     assert!(ok, "{log}");
 }
@@ -426,5 +531,205 @@ async fn the_trace_continues_onto_the_result_and_spans_reach_the_otlp_endpoint()
     assert!(
         lines.iter().any(|l| l.starts_with("POST /v1/traces")),
         "collector saw: {lines:?}"
+    );
+}
+
+// In-process: the worker's decisions (duplicate, dead letter, abandon) with
+// a fake backend, against this test's database and topics.
+
+/// A `Processor` over `backend`; its images go to `images`.
+async fn processor(env: &Env, backend: FakeBackend, images: &Path) -> Processor<FakeBackend> {
+    let mut s = common::settings();
+    s.kafka.brokers = common::services::brokers();
+    s.kafka.requests_topic = env.requests.clone();
+    s.kafka.results_topic = env.results.clone();
+    s.kafka.dlq_topic = env.dlq.clone();
+    s.kafka.feedback_topic = env.feedback.clone();
+    s.kafka.group_id = env.group.clone();
+    s.image_store.dir = images.to_string_lossy().into_owned();
+    let store = Store::connect(&env.db_url, 2).await.expect("connect");
+    let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
+    Processor::new(
+        Arc::new(backend),
+        store,
+        producer,
+        Metrics::new(),
+        s,
+        CancellationToken::new(),
+    )
+}
+
+fn message(topic: &str, offset: i64, payload: Vec<u8>) -> Incoming {
+    Incoming {
+        source: Source {
+            topic: topic.to_string(),
+            partition: 0,
+            offset,
+        },
+        key: Some(b"key".to_vec()),
+        payload,
+        headers: HashMap::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_redelivered_request_is_republished_without_a_second_analysis() {
+    let env = Env::new("inproc_dup").await;
+    let p = processor(&env, FakeBackend::scoring(0.9), &env.dir.join("images")).await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        p.handle(message(&env.requests, 0, request(id, 1))).await,
+        Outcome::Done
+    );
+    assert_eq!(
+        p.handle(message(&env.requests, 1, request(id, 1))).await,
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        p.backend.calls(),
+        1,
+        "the redelivery was not analysed again"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM verdicts").await, 1);
+    let label: String = sqlx::query_scalar("SELECT label::text FROM verdicts")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(label, "fake", "the backend's score made the verdict");
+    assert_eq!(
+        metric_sum(&p.metrics.render(), "dfa_duplicate_requests_total"),
+        1.0
+    );
+    let results = env.read_topic(&env.results, 2, LONG).await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        results[0].payload, results[1].payload,
+        "the stored result, republished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_bad_input_and_a_failed_analysis_are_dead_lettered_by_kind() {
+    let env = Env::new("inproc_dlq").await;
+    let failing = FakeBackend::failing(EngineError::Inference("boom".into()));
+    let p = processor(&env, failing, &env.dir.join("images")).await;
+    assert_eq!(
+        p.handle(message(&env.requests, 0, b"{nope".to_vec())).await,
+        Outcome::DeadLettered
+    );
+    assert_eq!(
+        p.backend.calls(),
+        0,
+        "a bad message never reaches the model"
+    );
+    let id = Uuid::new_v4();
+    assert_eq!(
+        p.handle(message(&env.requests, 1, request(id, 2))).await,
+        Outcome::DeadLettered
+    );
+    assert_eq!(p.backend.calls(), 1);
+    let unknown = serde_json::json!({
+        "request_id": Uuid::new_v4(), "reviewer": "ana", "label": "real",
+        "created_at": "2026-11-27T10:00:00Z"
+    });
+    assert_eq!(
+        p.handle(message(&env.feedback, 0, unknown.to_string().into_bytes()))
+            .await,
+        Outcome::DeadLettered
+    );
+
+    let dead = env.read_topic(&env.dlq, 3, LONG).await;
+    let kinds: HashSet<(String, String)> = dead
+        .iter()
+        .map(|m| {
+            (
+                m.headers["dfa-original-topic"].clone(),
+                m.headers["dfa-error-kind"].clone(),
+            )
+        })
+        .collect();
+    let expected: HashSet<(String, String)> = [
+        (&env.requests, "invalid_json"),
+        (&env.requests, "inference"),
+        (&env.feedback, "unknown_request"),
+    ]
+    .into_iter()
+    .map(|(t, k)| (t.clone(), k.to_string()))
+    .collect();
+    assert_eq!(kinds, expected);
+    assert_eq!(env.count("SELECT count(*) FROM verdicts").await, 0);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM rejected_requests WHERE request_id = '{id}' AND error_kind = 'inference'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM rejected_requests").await, 3);
+    assert_eq!(
+        metric_sum(&p.metrics.render(), "dfa_dead_lettered_total"),
+        3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_stopped_engine_abandons_the_request_unrecorded() {
+    let env = Env::new("inproc_stop").await;
+    let p = processor(
+        &env,
+        FakeBackend::failing(EngineError::Stopped),
+        &env.dir.join("images"),
+    )
+    .await;
+    let outcome = p
+        .handle(message(&env.requests, 0, request(Uuid::new_v4(), 3)))
+        .await;
+    assert_eq!(outcome, Outcome::Abandoned);
+    assert!(!outcome.finished(), "its offset must not be stored");
+    assert_eq!(p.backend.calls(), 1);
+    assert_eq!(env.count("SELECT count(*) FROM verdicts").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM rejected_requests").await, 0);
+    assert_eq!(
+        metric_sum(&p.metrics.render(), "dfa_dead_lettered_total"),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_shutdown_abandons_a_request_waiting_for_the_image_store() {
+    let env = Env::new("inproc_images").await;
+    // A file where the image store's directory should be: every write fails.
+    let blocker = env.dir.join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let p = Arc::new(processor(&env, FakeBackend::scoring(0.1), &blocker.join("images")).await);
+    let msg = message(&env.requests, 0, request(Uuid::new_v4(), 4));
+    let handling = tokio::spawn({
+        let p = p.clone();
+        async move { p.handle(msg).await }
+    });
+    let retries = r#"dfa_transient_retries_total{stage="image_store"}"#;
+    let deadline = Instant::now() + LONG;
+    while metric_sum(&p.metrics.render(), retries) < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        metric_sum(&p.metrics.render(), retries) >= 1.0,
+        "the failed image write was retried"
+    );
+    assert!(
+        !handling.is_finished(),
+        "a storage outage holds the request; it is not dead-lettered"
+    );
+    p.cancel.cancel();
+    let outcome = tokio::time::timeout(LONG, handling)
+        .await
+        .expect("shutdown ends the retrying")
+        .unwrap();
+    assert_eq!(outcome, Outcome::Abandoned);
+    assert_eq!(env.count("SELECT count(*) FROM verdicts").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM rejected_requests").await, 0);
+    assert_eq!(
+        metric_sum(&p.metrics.render(), "dfa_dead_lettered_total"),
+        0.0
     );
 }

@@ -8,15 +8,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::setup::load_settings;
-use crate::domain::sha256_file;
 use crate::learning::retrain::retrain;
 use crate::learning::RetrainOptions;
 use crate::model::files::{resolve_model, tiny_model_warning};
-use crate::domain::adapter::{AdapterOrigin, NewAdapter};
-use crate::store::Store;
-use crate::trainer::lora::write_adapter;
-use crate::trainer::peft::read_peft;
-use crate::registry::{registry_spec, verify_file};
+use crate::registry::import::{import_peft, Imported};
+use crate::registry::{open_store, registry_spec, verify_file};
 
 #[derive(Args)]
 pub struct RetrainArgs {
@@ -62,12 +58,7 @@ pub enum AdaptersCommand {
 
 pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
-    let store = Store::connect(&settings.database.url, 1)
-        .await
-        .context("connecting to the database")?;
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("running migrations")?;
-    }
+    let store = open_store(&settings, 1).await?;
     match cmd {
         AdaptersCommand::List => {
             for row in store.list_adapters().await? {
@@ -116,62 +107,7 @@ pub async fn run_lora(config_dir: &Path, cmd: LoraCommand) -> anyhow::Result<Exi
     let LoraCommand::Import { dir, id } = cmd;
     let (settings, prompts) = load_settings(config_dir)?;
     let model = resolve_model(&settings, &prompts).context("preparing the generated test model")?;
-    let imported = read_peft(&dir)?;
-    let id = id.unwrap_or_else(|| {
-        dir.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "imported".into())
-    });
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        anyhow::bail!("--id `{id}`: use letters, digits, `-`, `_` and `.` only");
-    }
-    let store = Store::connect(&settings.database.url, 1)
-        .await
-        .context("connecting to the database")?;
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("running migrations")?;
-    }
-    if store.adapter(&id).await?.is_some() {
-        anyhow::bail!("an adapter `{id}` is already registered; pick another --id");
-    }
-    let file_name = format!("{id}.gguf");
-    let path = Path::new(&settings.adapters.dir).join(&file_name);
-    // Staged under another name: only a file llama.cpp accepts reaches the store.
-    let staged = path.with_extension("gguf.staged");
-    let base_sha = sha256_file(&model.gguf).context("hashing the base model")?;
-    write_adapter(
-        &staged,
-        "llama",
-        imported.alpha,
-        &imported.tensors,
-        &[("dfa.imported_from".into(), dir.display().to_string())],
-    )?;
-    let check = crate::trainer::featurize::check_adapter(&model.gguf, &staged);
-    if let Err(e) = check {
-        let _ = std::fs::remove_file(&staged);
-        return Err(anyhow::Error::new(e)
-            .context("llama.cpp cannot apply this adapter to the configured base model"));
-    }
-    std::fs::rename(&staged, &path)
-        .with_context(|| format!("moving the adapter to {}", path.display()))?;
-    store
-        .insert_adapter(&NewAdapter {
-            id: id.clone(),
-            path: file_name,
-            sha256: sha256_file(&path)?,
-            base_model_sha256: base_sha,
-            parent_id: None,
-            scale: 1.0,
-            origin: AdapterOrigin::Import,
-            training_data: serde_json::json!({"imported_from": dir}),
-            hyper_parameters: serde_json::json!({"rank": imported.rank, "alpha": imported.alpha, "tensors": imported.tensors.len()}),
-        })
-        .await
-        .context("registering the adapter")?;
+    let Imported { id, path } = import_peft(&settings, &model, &dir, id).await?;
     eprintln!("dfa lora import: {id} registered as a candidate ({}); promote it with `dfa adapters promote {id}`", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -98,17 +98,8 @@ fn serve_context(
         &loaded.shared,
         identity,
     );
-    if let Some(r) = ready.take() {
-        let info = EngineInfo {
-            model: sched.identity.clone(),
-            image_tokens: loaded.image_tokens,
-            n_vocab: sched.model.n_vocab() as usize,
-            chat_template: loaded.shared.format.name(),
-            capacity: loaded.shared.max_jobs,
-        };
-        if r.send(Ok(info)).is_err() {
-            return Ok(ContextEnd::Closed);
-        }
+    if !announce_ready(ready, &sched, loaded.image_tokens) {
+        return Ok(ContextEnd::Closed);
     }
     if let Some(request) = backlog.swap.take() {
         // The adapter file was loaded while no context existed.
@@ -133,6 +124,22 @@ fn serve_context(
         }
         sched.step();
     }
+}
+
+/// Tells the starter, once, that the model is loaded; `false` when the
+/// starter has gone away.
+fn announce_ready(ready: &mut Option<Ready>, sched: &Scheduler, image_tokens: usize) -> bool {
+    let Some(r) = ready.take() else {
+        return true;
+    };
+    let info = EngineInfo {
+        model: sched.identity.clone(),
+        image_tokens,
+        n_vocab: sched.model.n_vocab() as usize,
+        chat_template: sched.shared.format.name(),
+        capacity: sched.shared.max_jobs,
+    };
+    r.send(Ok(info)).is_ok()
 }
 
 /// Takes commands until the backlog is full or a swap waits; blocks only

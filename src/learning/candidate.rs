@@ -9,10 +9,10 @@ use anyhow::Context;
 use super::plan::Plan;
 use super::record::HyperParameters;
 use super::steps::Trained;
+use crate::domain::adapter::{AdapterOrigin, NewAdapter};
 use crate::domain::lora::TrainConfig;
 use crate::domain::sha256_file;
 use crate::engine::AdapterSpec;
-use crate::domain::adapter::{AdapterOrigin, NewAdapter};
 use crate::store::Store;
 use crate::trainer::lora::write_adapter;
 

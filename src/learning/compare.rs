@@ -39,7 +39,11 @@ pub(super) async fn load_eval_set(settings: &Settings, plan: &Plan) -> anyhow::R
     let corrected = plan.new_corrections.clone();
     let (s, items) = (
         settings.clone(),
-        heldout.iter().chain(&corrected).cloned().collect::<Vec<_>>(),
+        heldout
+            .iter()
+            .chain(&corrected)
+            .cloned()
+            .collect::<Vec<_>>(),
     );
     let (images, unreadable) = tokio::task::spawn_blocking(move || {
         let store = ImageStore::new(&s.image_store.dir);

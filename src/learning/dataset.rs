@@ -97,9 +97,7 @@ fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result
     }
     let (inferred_label, inferred_type) = infer(prompts, &turns);
     let forgery_type = match wire.forgery_type.as_deref() {
-        Some(t) => {
-            Some(t.parse::<ForgeryType>().map_err(|e| e.to_string())?)
-        }
+        Some(t) => Some(t.parse::<ForgeryType>().map_err(|e| e.to_string())?),
         None => inferred_type,
     };
     let path = Path::new(&image);

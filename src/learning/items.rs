@@ -11,10 +11,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::render_artifacts;
 use crate::domain::prompts::{Prompts, Turn};
-use crate::store::CorrectionRow;
+use crate::domain::render_artifacts;
 use crate::domain::{Artifact, ForgeryType, Label};
+use crate::store::CorrectionRow;
 
 /// Where an item's image is.
 #[derive(Debug, Clone, PartialEq, Serialize)]

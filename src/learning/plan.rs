@@ -10,12 +10,12 @@ use super::dataset::{parse_dataset, LineError};
 use super::items::{correction_item, is_held_out, with_replay, ImageRef, Item, Origin};
 use super::record::{watermark, DatasetRecord, TrainingData};
 use super::RetrainOptions;
-use crate::domain::sha256_file;
-use crate::intake::{decode_image, DecodedImage};
-use crate::images::ImageStore;
-use crate::domain::prompts::Prompts;
-use crate::settings::Settings;
 use crate::domain::adapter::AdapterRecord;
+use crate::domain::prompts::Prompts;
+use crate::domain::sha256_file;
+use crate::images::ImageStore;
+use crate::intake::{decode_image, DecodedImage};
+use crate::settings::Settings;
 use crate::store::Store;
 
 pub(super) struct Plan {
@@ -116,7 +116,7 @@ pub(super) async fn plan(
             old.push(item);
         }
     }
-    let (mut train, replayed) = with_replay(new, old, r.replay_ratio, r.seed);
+    let (mut train, replayed) = with_replay(new, old, r.replay_ratio, r.train.seed);
 
     let mut dataset = None;
     let mut dataset_items = 0;

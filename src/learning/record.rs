@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::evaluate::{Decision, Scores};
-use crate::domain::lora::TrainConfig;
 use crate::domain::adapter::AdapterRecord;
+use crate::domain::lora::TrainConfig;
 
 /// The dataset a run learned from, by content.
 #[derive(Debug, Clone, Serialize)]
@@ -143,7 +143,10 @@ mod tests {
         let promoted = metrics(&Decision::Promote("better".into()));
         assert_eq!(promoted["decision"], json!({"promote": "better"}));
         assert_eq!(promoted["compared_with"], Value::Null);
-        assert_eq!(promoted["active"]["corrected"], json!({"correct": 0, "total": 0}));
+        assert_eq!(
+            promoted["active"]["corrected"],
+            json!({"correct": 0, "total": 0})
+        );
         let rejected = metrics(&Decision::Reject("worse".into()));
         assert_eq!(rejected["decision"], json!({"reject": "worse"}));
     }

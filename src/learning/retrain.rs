@@ -21,9 +21,8 @@ use crate::domain::lora::TrainConfig;
 use crate::domain::prompts::Prompts;
 use crate::engine::{AdapterSpec, Engine, EngineConfig};
 use crate::model::files::{adapter_spec, ModelFiles};
-use crate::registry::registry_spec;
+use crate::registry::{open_store, registry_spec};
 use crate::settings::Settings;
-use crate::store::Store;
 use crate::trainer::TrainReport;
 
 /// How a run ended; serialised as `nothing_to_train`, `dry_run`, `promoted`
@@ -92,7 +91,7 @@ pub async fn retrain(
     opts: &RetrainOptions,
 ) -> anyhow::Result<RetrainReport> {
     let config = &settings.retrain.train;
-    let store = connect(settings).await?;
+    let store = open_store(settings, 2).await?;
     let plan = plan(settings, &store, prompts, opts).await?;
     let adapters_dir = PathBuf::from(&settings.adapters.dir);
     let active = active_spec(settings, &plan, &adapters_dir);
@@ -106,7 +105,8 @@ pub async fn retrain(
         return Ok(report.finish(Outcome::DryRun, message));
     }
 
-    let Featurized { examples, skipped } = featurize_blocking(settings, model, prompts, &plan, opts.progress).await?;
+    let Featurized { examples, skipped } =
+        featurize_blocking(settings, model, prompts, &plan, opts.progress).await?;
     report.skipped.extend(skipped);
     if examples.is_empty() {
         let message = "nothing to train: no item had a readable image".to_string();
@@ -160,16 +160,6 @@ pub async fn retrain(
     report.candidate_scores = Some(evaluation.candidate);
     report.active_scores = Some(evaluation.active);
     Ok(report.finish(outcome, message))
-}
-
-async fn connect(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, 2)
-        .await
-        .context("connecting to the database")?;
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("running migrations")?;
-    }
-    Ok(store)
 }
 
 /// The adapter the candidate must beat: the registry's active one, else

@@ -12,17 +12,17 @@ use anyhow::Context;
 use super::evaluate::{Prediction, Scores};
 use super::items::Item;
 use super::plan::{describe, load_image};
-use crate::engine::{Backend, Engine, Explain, Tasks};
-use crate::intake::DecodedImage;
-use crate::images::ImageStore;
-use crate::model::files::ModelFiles;
 use crate::domain::prompts::Prompts;
+use crate::domain::verdict::Labelled;
+use crate::engine::{Backend, Engine, Explain, Tasks};
+use crate::images::ImageStore;
+use crate::intake::DecodedImage;
+use crate::model::files::ModelFiles;
 use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
 use crate::trainer::featurize::Featurizer;
 use crate::trainer::lora::LoraSet;
 use crate::trainer::{self, Example, TrainConfig, TrainReport};
-use crate::domain::verdict::Labelled;
 
 pub(super) fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
     if !show {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{registry_spec, verify_file};
+use crate::domain::adapter::AdapterRef;
 use crate::engine::{AdapterSpec, Backend};
 use crate::settings::Settings;
-use crate::domain::adapter::AdapterRef;
 use crate::store::Store;
 
 /// Follows the registry until `stop`; `on_serving` hears the id of each

@@ -46,11 +46,7 @@ pub async fn import_peft(
         source: dir.to_path_buf(),
         path: path.clone(),
     };
-    let (rank, alpha, tensors) = (
-        adapter.rank,
-        adapter.alpha,
-        adapter.tensors.len(),
-    );
+    let (rank, alpha, tensors) = (adapter.rank, adapter.alpha, adapter.tensors.len());
     // Hashing, writing and llama.cpp's check are blocking.
     let (base_sha, sha) = tokio::task::spawn_blocking(move || staged.publish(&adapter)).await??;
     store
@@ -107,7 +103,10 @@ impl Staged {
             "llama",
             adapter.alpha,
             &adapter.tensors,
-            &[("dfa.imported_from".into(), self.source.display().to_string())],
+            &[(
+                "dfa.imported_from".into(),
+                self.source.display().to_string(),
+            )],
         )?;
         if let Err(e) = check_adapter(&self.base, &staged) {
             let _ = std::fs::remove_file(&staged);

@@ -1,11 +1,14 @@
 //! Settings of the learning loop: where images and adapters are kept, how
 //! workers follow the registry, and how `dfa retrain` trains and gates.
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::validate::unit_interval;
 use super::{invalid, SettingsError};
-use crate::domain::lora::{Projection, TrainConfig};
+use crate::domain::lora::TrainConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +186,10 @@ mod tests {
             .try_deserialize()
             .unwrap();
         let r = only.retrain;
-        assert_eq!((r.train.rank, r.train.alpha, r.train.dropout), (4, 8.0, 0.0));
+        assert_eq!(
+            (r.train.rank, r.train.alpha, r.train.dropout),
+            (4, 8.0, 0.0)
+        );
         assert_eq!(r.train.learning_rate, 0.005);
         assert_eq!(r.replay_ratio, 0.0);
     }

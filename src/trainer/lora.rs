@@ -397,7 +397,13 @@ mod tests {
         let ffn = LoraTensorName::parse_gguf("blk.0.ffn_down.weight.lora_a").unwrap();
         assert_eq!(ffn.projection(), None);
         assert_eq!(parse_lora_name("blk.0.ffn_down.weight.lora_a"), None);
-        assert_eq!(LoraTensorName::parse_gguf("blk.0.attn_q.weight.lora_c"), None);
-        assert_eq!(LoraTensorName::parse_gguf("blk.x.attn_q.weight.lora_a"), None);
+        assert_eq!(
+            LoraTensorName::parse_gguf("blk.0.attn_q.weight.lora_c"),
+            None
+        );
+        assert_eq!(
+            LoraTensorName::parse_gguf("blk.x.attn_q.weight.lora_a"),
+            None
+        );
     }
 }

@@ -296,7 +296,16 @@ mod tests {
         let changes: Vec<Option<bool>> = [3, 8, 9, 5, 4, 4, 7, 8].map(|n| b.update(n)).into();
         assert_eq!(
             changes,
-            [None, Some(true), None, None, Some(false), None, None, Some(true)]
+            [
+                None,
+                Some(true),
+                None,
+                None,
+                Some(false),
+                None,
+                None,
+                Some(true)
+            ]
         );
     }
 }

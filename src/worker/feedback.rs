@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::process::{Halt, Incoming, Outcome, Processor, Step};
 use super::request::{check_schema_version, from_json, parse_request_id, RequestError};
+use crate::domain::{Artifact, Correction, ForgeryType, Label};
 use crate::engine::Backend;
 use crate::store::CorrectionWrite;
-use crate::domain::{Artifact, Correction, ForgeryType, Label};
 
 const MAX_REVIEWER_CHARS: usize = 200;
 const MAX_NOTE_CHARS: usize = 4000;
@@ -48,11 +48,17 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
         .created_at
         .ok_or(RequestError::MissingField("created_at"))?;
     if label == Label::Real && wire.forgery_type.is_some() {
-        return Err(RequestError::invalid("forgery_type", "a real face has no forgery type"));
+        return Err(RequestError::invalid(
+            "forgery_type",
+            "a real face has no forgery type",
+        ));
     }
     if let Some(a) = &wire.artifacts {
         if label == Label::Real && !a.is_empty() {
-            return Err(RequestError::invalid("artifacts", "a real face has no forgery artifacts"));
+            return Err(RequestError::invalid(
+                "artifacts",
+                "a real face has no forgery artifacts",
+            ));
         }
         if a.len() > MAX_ARTIFACTS
             || a.iter()
@@ -151,11 +157,17 @@ mod tests {
             RequestError::InvalidField { field, .. } => field,
             other => panic!("expected an invalid field, got {other:?}"),
         };
-        assert_eq!(field_of(with("forgery_type", "face_swap".into())), "forgery_type");
+        assert_eq!(
+            field_of(with("forgery_type", "face_swap".into())),
+            "forgery_type"
+        );
         assert_eq!(field_of(with("request_id", "nope".into())), "request_id");
         assert_eq!(field_of(with("reviewer", " ".into())), "reviewer");
         assert_eq!(field_of(with("label", "maybe".into())), "label");
-        assert_eq!(field_of(with("created_at", "yesterday".into())), "created_at");
+        assert_eq!(
+            field_of(with("created_at", "yesterday".into())),
+            "created_at"
+        );
         assert_eq!(
             field_of(with("artifacts", serde_json::json!([{"region": "eyes"}]))),
             "artifacts[0]"

@@ -294,9 +294,8 @@ impl<B: Backend> Processor<B> {
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
         self.keep_image(&request, &image).await?;
-        let new = new_verdict(msg, &request, image, verdict).map_err(|e| {
-            Halt::reject(Some(request.request_id), "serialize", e.to_string())
-        })?;
+        let new = new_verdict(msg, &request, image, verdict)
+            .map_err(|e| Halt::reject(Some(request.request_id), "serialize", e.to_string()))?;
         let result = self.persist(&request, new).await?;
         self.publish(&request, &result, traceparent).await?;
         Ok(Outcome::Done)
@@ -378,7 +377,12 @@ impl<B: Backend> Processor<B> {
             .map_err(|e| Halt::from_write(e, request.request_id))
     }
 
-    async fn publish(&self, request: &Request, result: &str, traceparent: Option<&str>) -> Step<()> {
+    async fn publish(
+        &self,
+        request: &Request,
+        result: &str,
+        traceparent: Option<&str>,
+    ) -> Step<()> {
         let started = Instant::now();
         let key = request.request_id.to_string();
         let sent = self
@@ -479,13 +483,18 @@ mod tests {
         let bad = AnalyzeError::Engine(EngineError::Image("no face".into()));
         let halt = Halt::from_analysis(bad, id());
         assert_eq!(kind_of(halt.clone()), Some("image_encode"));
-        let Halt::Reject(r) = halt else { unreachable!() };
+        let Halt::Reject(r) = halt else {
+            unreachable!()
+        };
         assert_eq!(r.request_id, Some(id()));
         let too_long = AnalyzeError::Engine(EngineError::TooLong {
             needed: 9,
             available: 4,
         });
-        assert_eq!(kind_of(Halt::from_analysis(too_long, id())), Some("too_long"));
+        assert_eq!(
+            kind_of(Halt::from_analysis(too_long, id())),
+            Some("too_long")
+        );
     }
 
     #[test]
@@ -508,6 +517,9 @@ mod tests {
         assert_eq!(dead_letter_outcome::<String>(Ok(())), Outcome::DeadLettered);
         let refused = Err(GaveUp::Permanent("constraint".to_string()));
         assert_eq!(dead_letter_outcome(refused), Outcome::DeadLettered);
-        assert_eq!(dead_letter_outcome::<String>(Err(GaveUp::Stopped)), Outcome::Abandoned);
+        assert_eq!(
+            dead_letter_outcome::<String>(Err(GaveUp::Stopped)),
+            Outcome::Abandoned
+        );
     }
 }

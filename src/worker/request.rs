@@ -134,19 +134,26 @@ pub(super) fn check_schema_version(version: serde_json::Value) -> Result<(), Req
     match version.as_u64() {
         Some(v) if v == u64::from(SCHEMA_VERSION) => Ok(()),
         Some(v) => Err(RequestError::SchemaVersion(v)),
-        None => Err(RequestError::invalid("schema_version", "must be a positive integer")),
+        None => Err(RequestError::invalid(
+            "schema_version",
+            "must be a positive integer",
+        )),
     }
 }
 
 pub(super) fn parse_request_id(id: Option<String>) -> Result<Uuid, RequestError> {
     let id = id.ok_or(RequestError::MissingField("request_id"))?;
-    Uuid::parse_str(&id).map_err(|e| RequestError::invalid("request_id", format!("not a UUID: {e}")))
+    Uuid::parse_str(&id)
+        .map_err(|e| RequestError::invalid("request_id", format!("not a UUID: {e}")))
 }
 
 /// Parses and validates one message payload.
 pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request, RequestError> {
     let wire: Wire = from_json(payload, "message")?;
-    check_schema_version(wire.schema_version.ok_or(RequestError::MissingField("schema_version"))?)?;
+    check_schema_version(
+        wire.schema_version
+            .ok_or(RequestError::MissingField("schema_version"))?,
+    )?;
     let request_id = parse_request_id(wire.request_id)?;
     let image = parse_image(
         wire.image.ok_or(RequestError::MissingField("image"))?,
@@ -156,7 +163,10 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
         .tasks
         .unwrap_or_else(|| vec![Task::Detection, Task::Classification]);
     if tasks.is_empty() && wire.questions.is_empty() {
-        return Err(RequestError::invalid("tasks", "nothing to do: no tasks and no questions"));
+        return Err(RequestError::invalid(
+            "tasks",
+            "nothing to do: no tasks and no questions",
+        ));
     }
     if wire.questions.len() > MAX_QUESTIONS {
         return Err(RequestError::invalid(
@@ -174,7 +184,10 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
     }
     let tenant = match wire.tenant {
         Some(t) if t.trim().is_empty() || t.len() > 200 => {
-            return Err(RequestError::invalid("tenant", "must hold 1..200 characters"))
+            return Err(RequestError::invalid(
+                "tenant",
+                "must hold 1..200 characters",
+            ))
         }
         other => other,
     };
@@ -213,7 +226,10 @@ fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource,
             }
             Ok(ImageSource::Path(path))
         }
-        _ => Err(RequestError::invalid("image", "give exactly one of base64, url or path")),
+        _ => Err(RequestError::invalid(
+            "image",
+            "give exactly one of base64, url or path",
+        )),
     }
 }
 
@@ -357,10 +373,12 @@ mod tests {
         let mut v = valid();
         v["request_id"] = json!(7);
         assert_eq!(field_of(v), "request_id");
-        assert_eq!(field_of(json!([1, 2])), "message");
+        assert_eq!(field_of(json!("a string")), "message");
         let trailing = format!("{} x", valid());
         assert_eq!(
-            parse_request(trailing.as_bytes(), false).unwrap_err().kind(),
+            parse_request(trailing.as_bytes(), false)
+                .unwrap_err()
+                .kind(),
             "invalid_json"
         );
     }

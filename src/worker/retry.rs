@@ -134,12 +134,19 @@ mod tests {
         let policy = RetryPolicy::new(ms(100), ms(350));
         for _ in 0..50 {
             let waits: Vec<Duration> = policy.waits().take(8).collect();
-            assert!(waits.iter().all(|w| (ms(100)..=ms(350)).contains(w)), "{waits:?}");
-            assert!(waits[0] < ms(200), "first wait is initial plus jitter: {waits:?}");
+            assert!(
+                waits.iter().all(|w| (ms(100)..=ms(350)).contains(w)),
+                "{waits:?}"
+            );
+            assert!(
+                waits[0] < ms(200),
+                "first wait is initial plus jitter: {waits:?}"
+            );
             assert_eq!(waits[7], ms(350), "capped at the maximum: {waits:?}");
         }
-        let spread: std::collections::HashSet<Duration> =
-            (0..20).map(|_| policy.waits().next().unwrap_or_default()).collect();
+        let spread: std::collections::HashSet<Duration> = (0..20)
+            .map(|_| policy.waits().next().unwrap_or_default())
+            .collect();
         assert!(spread.len() > 1, "jitter spreads the first wait");
     }
 
@@ -189,7 +196,12 @@ mod tests {
         let policy = RetryPolicy::new(ms(1), ms(2));
         let (calls, call) = scripted(vec![Failure::Outage, Failure::Refused]);
         let result = policy
-            .run(&CancellationToken::new(), call, |e| *e == Failure::Outage, |_, _| {})
+            .run(
+                &CancellationToken::new(),
+                call,
+                |e| *e == Failure::Outage,
+                |_, _| {},
+            )
             .await;
         assert_eq!(result, Err(GaveUp::Permanent(Failure::Refused)));
         assert_eq!(calls.load(Ordering::SeqCst), 2);

@@ -8,12 +8,12 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use dfa::domain::prompts::Prompts;
 use dfa::engine::{AdapterSpec, Engine, EngineConfig};
 use dfa::intake::{decode_image, DecodedImage};
 use dfa::model::files::ensure_tiny_model;
-use dfa::domain::prompts::Prompts;
-use dfa::settings::Settings;
 use dfa::model::tiny::GeneratedModel;
+use dfa::settings::Settings;
 use image::{ImageFormat, RgbImage};
 
 /// The tiny model, generated once per test binary into the target's tmp dir.

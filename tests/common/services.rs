@@ -182,7 +182,8 @@ impl Env {
                 value: Some(v.as_bytes()),
             });
         }
-        self.producer
+        let delivered = self
+            .producer
             .send(
                 FutureRecord::to(&self.requests)
                     .key(key)
@@ -191,7 +192,8 @@ impl Env {
                 Duration::from_secs(10),
             )
             .await
-            .expect("produce")
+            .expect("produce");
+        (delivered.partition, delivered.offset)
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

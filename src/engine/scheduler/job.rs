@@ -117,7 +117,7 @@ pub(crate) struct Job {
 impl Job {
     /// A prepared job: its prefix tokens queued on the (not yet assigned)
     /// root sequence, its image parked until the prefix is decoded.
-    pub fn new(
+    pub(super) fn new(
         tasks: Tasks,
         submitted: Instant,
         prefix: String,
@@ -154,14 +154,14 @@ impl Job {
     }
 
     /// Takes up a lease: the prefix goes on the block's root sequence.
-    pub fn begin(&mut self, lease: Lease) {
+    pub(super) fn begin(&mut self, lease: Lease) {
         self.seqs = lease.branch_seqs();
         self.root = lease.root();
         self.branches[0].seq = self.root;
         self.lease = Some(lease);
     }
 
-    pub fn is_complete(&self) -> bool {
+    pub(super) fn is_complete(&self) -> bool {
         matches!(self.stage, Stage::Branches)
             && self.explain_decided
             && self.candidates_left == 0
@@ -172,7 +172,7 @@ impl Job {
     }
 
     /// The caller's answer: the error, or what the branches gathered.
-    pub fn result(&mut self, model: &ModelIdentity) -> Result<Analysis, EngineError> {
+    pub(super) fn result(&mut self, model: &ModelIdentity) -> Result<Analysis, EngineError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -305,7 +305,7 @@ pub(super) mod tests {
         assert_eq!(analysis.p_fake, Some(0.75));
         let scores = analysis.type_scores.expect("screening scores the types");
         let expected = TypeScores::from_array(normalise([0.0, -1.0, -2.0, -3.0]));
-        assert_eq!(format!("{scores:?}"), format!("{expected:?}"));
+        assert_eq!(scores, expected);
         assert_eq!(analysis.model, model);
 
         let analysis = job(plain_tasks(), 1, 1).result(&model).unwrap();

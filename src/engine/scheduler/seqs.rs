@@ -60,10 +60,12 @@ impl Admission {
         self.kv_used -= lease.cells;
     }
 
+    #[cfg(test)]
     pub fn kv_used(&self) -> usize {
         self.kv_used
     }
 
+    #[cfg(test)]
     pub fn free_blocks(&self) -> usize {
         self.free_blocks.len()
     }
@@ -111,6 +113,7 @@ impl BranchSeqs {
         self.free.push(seq);
     }
 
+    #[cfg(test)]
     pub fn free(&self) -> usize {
         self.free.len()
     }
@@ -208,7 +211,7 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let cells = (state >> 33) as usize % 80;
-            if (state >> 20) % 3 != 0 {
+            if !(state >> 20).is_multiple_of(3) {
                 let fits = live.len() < blocks
                     && live.iter().map(|l| l.cells).sum::<usize>() + cells <= capacity;
                 assert_eq!(admission.can_start(cells), fits, "step {step}");
