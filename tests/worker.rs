@@ -1,6 +1,11 @@
 //! The worker end to end: real broker (nisshi), real Postgres, real
-//! llama.cpp on the tiny model, the real `dfa worker` process.
+//! llama.cpp on the tiny model, the real `dfa worker` process; at the end,
+//! the `Processor` in-process over a fake backend (its dead-letter,
+//! duplicate and abandon decisions, in seconds).
 //! Needs `scripts/dev-up` (scripts/test runs it).
+//!
+//! Over 400 lines on purpose: one test binary per service set, so the tiny
+//! model and the `dfa` binary are built once for all of these tests.
 
 mod common;
 
@@ -9,8 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::child::{log_field, metric_sum};
 use common::fake_backend::FakeBackend;
-use common::services::{log_field, metric_sum, request, Env};
+use common::services::{request, Env};
 use dfa::engine::EngineError;
 use dfa::store::{Source, Store};
 use dfa::worker::metrics::Metrics;

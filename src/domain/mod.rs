@@ -14,6 +14,6 @@ pub use artifacts::{parse_artifacts, render_artifacts};
 pub use correction::Correction;
 pub use digest::{sha256_file, sha256_hex};
 pub use verdict::{
-    AdapterIdentity, Answer, Artifact, ForgeryType, Label, ModelIdentity, Timings, TypeScores,
-    Verdict,
+    AdapterIdentity, Answer, Artifact, ForgeryType, Label, Labelled, ModelIdentity, Timings,
+    TypeScores, Verdict,
 };

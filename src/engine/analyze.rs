@@ -7,8 +7,8 @@ use std::time::Instant;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::domain::parse_artifacts;
-use crate::domain::{Label, Timings, TypeScores, Verdict};
+use crate::domain::verdict::Labelled;
+use crate::domain::{parse_artifacts, Timings, Verdict};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Tasks};
 use crate::intake::{decode_off_thread, ImageError};
 use crate::settings::{AnalysisSettings, ImageSettings};
@@ -54,9 +54,7 @@ pub async fn analyze_bytes<B: Backend>(
 /// (a follow-up) has no scores; it is reported as real with p_fake 0 only in
 /// the fields that require a value, so callers screen when they need a label.
 pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdict {
-    let p_fake = a.p_fake.unwrap_or(0.0);
-    let label = Label::from_score(p_fake, threshold);
-    let type_scores = a.type_scores.unwrap_or(TypeScores::from_array([0.25; 4]));
+    let l = Labelled::from_scores(a.p_fake, a.type_scores, threshold);
     let artifacts = a
         .explanation
         .as_deref()
@@ -64,10 +62,10 @@ pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdic
         .unwrap_or_default();
     Verdict {
         request_id,
-        label,
-        p_fake,
-        forgery_type: (label == Label::Fake).then(|| type_scores.best()),
-        type_scores,
+        label: l.label,
+        p_fake: l.p_fake,
+        forgery_type: l.forgery_type,
+        type_scores: l.type_scores,
         artifacts,
         explanation: a.explanation,
         answers: a.answers,
@@ -86,7 +84,7 @@ pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ForgeryType, ModelIdentity};
+    use crate::domain::{ForgeryType, Label, ModelIdentity, TypeScores};
     use crate::engine::EngineTimings;
 
     fn analysis(p_fake: f32, explanation: Option<&str>) -> Analysis {

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::process::{Halt, Incoming, Outcome, Processor, Step};
+use super::outcome::{Halt, Outcome, Step};
+use super::process::{Incoming, Processor};
 use super::request::{check_schema_version, from_json, parse_request_id, RequestError};
 use crate::domain::{Artifact, Correction, ForgeryType, Label};
 use crate::engine::Backend;

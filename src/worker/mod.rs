@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;
+mod outcome;
 pub mod process;
 pub mod request;
 pub mod retry;

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the generated tiny model and test images.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod fake_backend;
 pub mod services;
 

@@ -1,0 +1,176 @@
+//! How a message ends, and the rules that decide it: what is dead-lettered
+//! (a permanent failure), what is abandoned (shutdown: left unfinished, to
+//! be redelivered), and what is finished. No I/O; `process` applies them.
+
+use uuid::Uuid;
+
+use super::retry::GaveUp;
+use super::writer::WriteError;
+use crate::engine::analyze::AnalyzeError;
+use crate::engine::EngineError;
+
+/// How a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Verdict stored and published.
+    Done,
+    /// A verdict existed already; it was republished.
+    Duplicate,
+    /// Sent to the dead-letter topic and recorded.
+    DeadLettered,
+    /// Shutting down: not finished, its offset must not be stored.
+    Abandoned,
+}
+
+impl Outcome {
+    pub fn finished(self) -> bool {
+        self != Outcome::Abandoned
+    }
+}
+
+/// A permanent failure, on its way to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Reject {
+    pub request_id: Option<Uuid>,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// Why a message stopped before its last phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Halt {
+    /// Permanent: dead-letter it.
+    Reject(Reject),
+    /// Shutting down: leave it unfinished, to be redelivered.
+    Abandon,
+}
+
+/// The result of one phase of processing.
+pub(super) type Step<T> = Result<T, Halt>;
+
+impl Halt {
+    pub(super) fn reject(request_id: Option<Uuid>, kind: &'static str, reason: String) -> Halt {
+        Halt::Reject(Reject {
+            request_id,
+            kind,
+            reason,
+        })
+    }
+
+    /// A storage call that was retried: given up at shutdown, or refused.
+    pub(super) fn from_retry<E: std::fmt::Display>(
+        gave_up: GaveUp<E>,
+        request_id: Option<Uuid>,
+        kind: &'static str,
+    ) -> Halt {
+        match gave_up {
+            GaveUp::Stopped => Halt::Abandon,
+            GaveUp::Permanent(e) => Halt::reject(request_id, kind, e.to_string()),
+        }
+    }
+
+    /// The engine stops only when the process does: that is a shutdown,
+    /// not a bad image.
+    pub(super) fn from_analysis(e: AnalyzeError, request_id: Uuid) -> Halt {
+        match e {
+            AnalyzeError::Engine(EngineError::Stopped) => Halt::Abandon,
+            e => Halt::reject(Some(request_id), e.kind(), e.to_string()),
+        }
+    }
+
+    pub(super) fn from_write(e: WriteError, request_id: Uuid) -> Halt {
+        match e {
+            WriteError::Cancelled => Halt::Abandon,
+            e @ WriteError::Rejected(_) => {
+                Halt::reject(Some(request_id), "database_rejected", e.to_string())
+            }
+        }
+    }
+}
+
+/// A message sent to the dead-letter topic is finished once its audit row
+/// is recorded, or refused (the letter itself is durable); not when
+/// shutdown interrupted the recording: then it will be redelivered and
+/// dead-lettered again.
+pub(super) fn dead_letter_outcome<E: std::fmt::Display>(
+    recorded: Result<(), GaveUp<E>>,
+) -> Outcome {
+    match recorded {
+        Ok(()) => Outcome::DeadLettered,
+        Err(GaveUp::Stopped) => Outcome::Abandoned,
+        Err(GaveUp::Permanent(e)) => {
+            tracing::error!(error = %e, "rejection not recorded");
+            Outcome::DeadLettered
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn kind_of(halt: Halt) -> Option<&'static str> {
+        match halt {
+            Halt::Reject(r) => Some(r.kind),
+            Halt::Abandon => None,
+        }
+    }
+
+    #[test]
+    fn only_an_abandoned_message_is_unfinished() {
+        use Outcome::*;
+        let finished = [Done, Duplicate, DeadLettered, Abandoned].map(Outcome::finished);
+        assert_eq!(finished, [true, true, true, false]);
+    }
+
+    #[test]
+    fn a_stopped_engine_abandons_and_a_bad_image_is_rejected() {
+        let stopped = AnalyzeError::Engine(EngineError::Stopped);
+        assert_eq!(Halt::from_analysis(stopped, id()), Halt::Abandon);
+        let bad = AnalyzeError::Engine(EngineError::Image("no face".into()));
+        let halt = Halt::from_analysis(bad, id());
+        assert_eq!(kind_of(halt.clone()), Some("image_encode"));
+        let Halt::Reject(r) = halt else {
+            unreachable!()
+        };
+        assert_eq!(r.request_id, Some(id()));
+        let too_long = AnalyzeError::Engine(EngineError::TooLong {
+            needed: 9,
+            available: 4,
+        });
+        assert_eq!(
+            kind_of(Halt::from_analysis(too_long, id())),
+            Some("too_long")
+        );
+    }
+
+    #[test]
+    fn a_cancelled_write_abandons_and_a_refused_one_is_rejected() {
+        assert_eq!(Halt::from_write(WriteError::Cancelled, id()), Halt::Abandon);
+        let refused = Halt::from_write(WriteError::Rejected("constraint".into()), id());
+        assert_eq!(kind_of(refused), Some("database_rejected"));
+    }
+
+    #[test]
+    fn a_retry_stopped_by_shutdown_abandons() {
+        let stopped = Halt::from_retry(GaveUp::<String>::Stopped, Some(id()), "image_store");
+        assert_eq!(stopped, Halt::Abandon);
+        let refused = Halt::from_retry(GaveUp::Permanent("read-only".to_string()), None, "x");
+        assert_eq!(kind_of(refused), Some("x"));
+    }
+
+    #[test]
+    fn a_sent_dead_letter_is_finished_unless_shutdown_stopped_its_record() {
+        assert_eq!(dead_letter_outcome::<String>(Ok(())), Outcome::DeadLettered);
+        let refused = Err(GaveUp::Permanent("constraint".to_string()));
+        assert_eq!(dead_letter_outcome(refused), Outcome::DeadLettered);
+        assert_eq!(
+            dead_letter_outcome::<String>(Err(GaveUp::Stopped)),
+            Outcome::Abandoned
+        );
+    }
+}
