@@ -44,9 +44,7 @@ fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    tempfile::Builder::new()
-        .prefix(".tmp.")
-        .tempfile_in(dir)
+    tempfile::Builder::new().prefix(".tmp.").tempfile_in(dir)
 }
 
 /// The rename is durable only once the directory entry is on disk.

@@ -391,8 +391,8 @@ async fn sigterm_with_work_in_flight_exits_cleanly_storing_only_finished_offsets
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
     let mut worker = env.start_worker(&[
-        ("DFA__WORKER__SHUTDOWN_GRACE_MS", "300"),
-        ("DFA__WORKER__FETCH_TIMEOUT_MS", "600000"),
+        ("DFA__WORKER__SHUTDOWN_GRACE", "300ms"),
+        ("DFA__WORKER__FETCH_TIMEOUT", "10m"),
     ]);
     let deadline = Instant::now() + LONG;
     while accepted.load(Ordering::SeqCst) < stalled && Instant::now() < deadline {

@@ -224,7 +224,8 @@ fn run_train_bench(
     bench_model: &GeneratedModel,
     args: &BenchArgs,
 ) -> anyhow::Result<ExitCode> {
-    let tiny = crate::model::files::ensure_tiny_model(Path::new(&settings.model.tiny_dir), prompts)?;
+    let tiny =
+        crate::model::files::ensure_tiny_model(Path::new(&settings.model.tiny_dir), prompts)?;
     eprintln!("bench: training on the tiny model");
     let small = train::measure(
         settings,

@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use super::setup::start_engine;
 use super::AdapterChoice;
-use crate::engine::analyze::analyze_bytes;
-use crate::intake::decode_off_thread;
-use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
 use crate::domain::prompts::Turn;
 use crate::domain::{Label, Verdict};
+use crate::engine::analyze::analyze_bytes;
+use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
+use crate::intake::decode_off_thread;
 
 #[derive(Args)]
 pub struct ChatArgs {

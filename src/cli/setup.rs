@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::AdapterChoice;
+use crate::domain::prompts::Prompts;
 use crate::engine::{Engine, EngineConfig};
 use crate::model::files::{adapter_spec, resolve_model, tiny_model_warning};
-use crate::domain::prompts::Prompts;
 use crate::settings::Settings;
 
 pub struct Loaded {

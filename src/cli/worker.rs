@@ -1,5 +1,6 @@
 //! `dfa worker` and `dfa migrate`.
 
+use secrecy::ExposeSecret;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,11 +66,14 @@ fn spawn_signal_handler(stop: CancellationToken) {
 
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
-    let store = Store::connect(&settings.database.url, 1)
+    let store = Store::connect(settings.database.url.expose_secret(), 1)
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("running migrations")?;
-    println!("migrations applied to {}", redact(&settings.database.url));
+    println!(
+        "migrations applied to {}",
+        redact(settings.database.url.expose_secret())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -92,7 +92,13 @@ mod tests {
 
     #[test]
     fn status_and_origin_use_the_stored_names() {
-        assert_eq!(serde_json::to_value(AdapterStatus::Retired).unwrap(), "retired");
-        assert_eq!(serde_json::to_value(AdapterOrigin::Import).unwrap(), "import");
+        assert_eq!(
+            serde_json::to_value(AdapterStatus::Retired).unwrap(),
+            "retired"
+        );
+        assert_eq!(
+            serde_json::to_value(AdapterOrigin::Import).unwrap(),
+            "import"
+        );
     }
 }

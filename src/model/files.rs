@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::AdapterSpec;
 use crate::domain::prompts::Prompts;
-use crate::settings::Settings;
+use crate::engine::AdapterSpec;
 use crate::model::tiny::{generate, GenerateError, GeneratedModel, ModelShape};
+use crate::settings::Settings;
 
 /// The seed of the default tiny model; tests and docs refer to its files.
 pub const TINY_SEED: u64 = 42;

@@ -29,7 +29,10 @@ pub async fn follow_registry<B: Backend>(
     let mut serving = initial.clone();
     let name = |s: &Option<AdapterSpec>| s.as_ref().map_or("none", |s| s.id.as_str()).to_string();
     on_serving(&name(&serving));
-    let poll = Duration::from_millis(settings.adapters.poll_ms.max(50));
+    let poll = settings
+        .adapters
+        .poll_interval
+        .max(Duration::from_millis(50));
     // A file that failed verification or loading is not retried until the
     // registry names something else.
     let mut refused: Option<(String, String)> = None;

@@ -7,6 +7,7 @@
 mod follow;
 pub mod import;
 
+use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -22,7 +23,7 @@ use crate::store::Store;
 /// Connects to the database that holds the registry (and migrates it when
 /// `database.migrate_on_start`), for the commands that run once.
 pub async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, max_connections)
+    let store = Store::connect(settings.database.url.expose_secret(), max_connections)
         .await
         .context("connecting to the database")?;
     if settings.database.migrate_on_start {

@@ -25,7 +25,8 @@ pub struct AdapterSettings {
     /// Workers serve the registry's active adapter (over `model.adapter`).
     pub follow_registry: bool,
     /// How often workers check the registry for a promotion or rollback.
-    pub poll_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: std::time::Duration,
 }
 
 /// `[retrain]`: the hyper-parameters (`TrainConfig`'s fields, under the same

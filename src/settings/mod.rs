@@ -3,6 +3,7 @@
 //! `DFA__SECTION__KEY` environment variables. Validated once at start-up.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 mod learning;
 mod validate;
@@ -10,6 +11,7 @@ mod validate;
 use config::{Config, Environment, File, FileFormat};
 
 pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// The defaults compiled into the binary, so `dfa` runs from any directory.
@@ -44,17 +46,22 @@ pub struct KafkaSettings {
     pub dlq_topic: String,
     /// Reviewers' corrections of verdicts.
     pub feedback_topic: String,
-    pub session_timeout_ms: u32,
-    pub max_poll_interval_ms: u32,
-    /// Extra librdkafka settings, applied to consumer and producer.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// Extra librdkafka settings, applied to consumer and producer. They may
+    /// hold credentials (`sasl.password`, `ssl.key.password`), so their values
+    /// never print.
     #[serde(default)]
-    pub options: std::collections::BTreeMap<String, String>,
+    pub options: std::collections::BTreeMap<String, SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    pub url: String,
+    /// Holds the password: never printed, not even by `Debug`.
+    pub url: SecretString,
     pub max_connections: u32,
     pub migrate_on_start: bool,
 }
@@ -64,11 +71,15 @@ pub struct DatabaseSettings {
 pub struct WorkerSettings {
     pub max_in_flight: usize,
     pub allow_local_paths: bool,
-    pub fetch_timeout_ms: u64,
-    pub shutdown_grace_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     pub write_batch_max: usize,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
     pub metrics_addr: String,
 }
 
@@ -215,6 +226,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("test.toml"), overrides).unwrap();
         Settings::load_from(dir.path(), Some("test"), false)
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        use secrecy::ExposeSecret;
+        let s = with(
+            "[database]\nurl = \"postgres://u:hunter2@h/db\"\n\
+             [kafka.options]\n\"sasl.password\" = \"s3cret\"\n",
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert_eq!(s.database.url.expose_secret(), "postgres://u:hunter2@h/db");
+        assert_eq!(s.kafka.options["sasl.password"].expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn durations_are_read_with_units() {
+        let s = with("[worker]\nshutdown_grace = \"1m 30s\"\nretry_initial = \"50ms\"\n").unwrap();
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(s.worker.retry_initial, Duration::from_millis(50));
+        assert_eq!(s.adapters.poll_interval, Duration::from_secs(1));
+        let err = with("[worker]\nshutdown_grace = \"30\"\n").unwrap_err();
+        assert!(err.to_string().contains("shutdown_grace"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use secrecy::ExposeSecret;
+
 use super::{
     invalid, AnalysisSettings, DatabaseSettings, EngineSettings, ImageSettings, KafkaSettings,
     ModelSettings, Settings, SettingsError, TelemetrySettings, WorkerSettings, LLAMA_MAX_SEQ,
@@ -138,10 +140,10 @@ impl KafkaSettings {
                 "results and dead-letter topics must differ from the requests topic",
             ));
         }
-        if self.max_poll_interval_ms < self.session_timeout_ms {
+        if self.max_poll_interval < self.session_timeout {
             return Err(invalid(
-                "kafka.max_poll_interval_ms",
-                "must be at least kafka.session_timeout_ms",
+                "kafka.max_poll_interval",
+                "must be at least kafka.session_timeout",
             ));
         }
         Ok(())
@@ -150,7 +152,8 @@ impl KafkaSettings {
 
 impl DatabaseSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
+        let url = self.url.expose_secret();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(invalid("database.url", "must be a postgres:// URL"));
         }
         if self.max_connections == 0 {
@@ -168,10 +171,10 @@ impl WorkerSettings {
         if self.write_batch_max == 0 {
             return Err(invalid("worker.write_batch_max", "must be at least 1"));
         }
-        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
             return Err(invalid(
-                "worker.retry_max_ms",
-                "need 0 < worker.retry_initial_ms <= worker.retry_max_ms",
+                "worker.retry_max",
+                "need 0 < worker.retry_initial <= worker.retry_max",
             ));
         }
         if self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {

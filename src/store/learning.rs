@@ -213,9 +213,9 @@ impl Store {
             .await?;
         let exists: Option<(AdapterStatus,)> =
             sqlx::query_as("SELECT status FROM adapters WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         match exists {
             None => return Err(RegistryError::NotFound(id.to_string())),
             Some((AdapterStatus::Active,)) => return Ok(()),

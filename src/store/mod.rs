@@ -227,12 +227,16 @@ async fn insert_conversations(
         .filter(|n| new.contains(&n.verdict.request_id))
         .flat_map(|n| {
             let id = n.verdict.request_id;
-            n.verdict.answers.iter().zip(0i32..).flat_map(move |(a, i)| {
-                [
-                    (id, 2 * i, "user", a.question.as_str()),
-                    (id, 2 * i + 1, "assistant", a.answer.as_str()),
-                ]
-            })
+            n.verdict
+                .answers
+                .iter()
+                .zip(0i32..)
+                .flat_map(move |(a, i)| {
+                    [
+                        (id, 2 * i, "user", a.question.as_str()),
+                        (id, 2 * i + 1, "assistant", a.answer.as_str()),
+                    ]
+                })
         })
         .collect();
     if turns.is_empty() {
@@ -242,7 +246,10 @@ async fn insert_conversations(
         "INSERT INTO conversation_messages (request_id, turn, role, content) ",
     );
     m.push_values(&turns, |mut b, t| {
-        b.push_bind(t.0).push_bind(t.1).push_bind(t.2).push_bind(t.3);
+        b.push_bind(t.0)
+            .push_bind(t.1)
+            .push_bind(t.2)
+            .push_bind(t.3);
     });
     m.push(" ON CONFLICT DO NOTHING");
     m.build().execute(&mut **tx).await?;

@@ -20,9 +20,9 @@ use llama_cpp_2::mtmd::{
 use llama_cpp_2::token::LlamaToken;
 
 use super::{Example, ImageEmbedding, TrainError};
+use crate::domain::prompts::{Prompts, Turn};
 use crate::engine::render::ChatFormat;
 use crate::intake::DecodedImage;
-use crate::domain::prompts::{Prompts, Turn};
 use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 
 /// Loads an adapter file onto the base model in llama.cpp once, to refuse

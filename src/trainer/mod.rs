@@ -20,8 +20,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use base::BaseModel;
 pub use crate::domain::lora::TrainConfig;
+use base::BaseModel;
 use lora::LoraSet;
 
 #[derive(Debug, thiserror::Error)]

@@ -122,8 +122,14 @@ impl<B: Backend + 'static> Intake<B> {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", k.session_timeout_ms.to_string())
-            .set("max.poll.interval.ms", k.max_poll_interval_ms.to_string())
+            .set(
+                "session.timeout.ms",
+                k.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                k.max_poll_interval.as_millis().to_string(),
+            )
             .create_with_context(RebalanceContext {
                 tracker: tracker.clone(),
                 grace,

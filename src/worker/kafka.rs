@@ -3,6 +3,7 @@
 //! error and where the message came from). Producing retries transient
 //! failures with backoff; it never gives up on a message silently.
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub fn client_config(k: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
     for (key, value) in &k.options {
+        let value = value.expose_secret();
         c.set(key, value);
     }
     c

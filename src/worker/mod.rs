@@ -18,6 +18,7 @@ pub mod retry;
 pub mod trace;
 pub mod writer;
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +71,7 @@ pub async fn run_serving<B: Backend + 'static>(
         abandon.clone(),
     ));
     let follower = follow_registry(&processor, initial, &stop);
-    let grace = Duration::from_millis(w.shutdown_grace_ms);
+    let grace = w.shutdown_grace;
     let intake = Intake::subscribe(&settings.kafka, processor, grace)?;
 
     intake.run_until(&stop, w.max_in_flight).await;
@@ -99,7 +100,7 @@ async fn serve_metrics(w: &WorkerSettings) -> anyhow::Result<Metrics> {
 /// when the settings say so.
 async fn open_store(settings: &Settings, stop: &CancellationToken) -> anyhow::Result<Store> {
     let db = &settings.database;
-    let connect = || Store::connect(&db.url, db.max_connections);
+    let connect = || Store::connect(db.url.expose_secret(), db.max_connections);
     let on_retry = |e: &StoreError, wait: Duration| {
         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unavailable at start; retrying");
     };

@@ -139,10 +139,7 @@ impl<B: Backend> Processor<B> {
             store,
             writer,
             publisher,
-            fetcher: Fetcher::new(
-                std::time::Duration::from_millis(w.fetch_timeout_ms),
-                settings.image.max_bytes,
-            ),
+            fetcher: Fetcher::new(w.fetch_timeout, settings.image.max_bytes),
             images: ImageStore::new(&settings.image_store.dir),
             metrics,
             retry,

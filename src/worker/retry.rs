@@ -1,6 +1,6 @@
 //! The one retry policy for transient failures (database or broker down,
 //! image store unwritable): exponential backoff with jitter (`backon`),
-//! every wait within `worker.retry_initial_ms` … `worker.retry_max_ms`, and
+//! every wait within `worker.retry_initial` … `worker.retry_max`, and
 //! no limit on attempts: only shutdown gives up.
 
 use std::time::Duration;
@@ -53,10 +53,7 @@ impl RetryPolicy {
     }
 
     pub fn from_settings(w: &WorkerSettings) -> RetryPolicy {
-        RetryPolicy::new(
-            Duration::from_millis(w.retry_initial_ms),
-            Duration::from_millis(w.retry_max_ms),
-        )
+        RetryPolicy::new(w.retry_initial, w.retry_max)
     }
 
     /// The waits between attempts: doubling from `initial`, each with up to

@@ -123,13 +123,13 @@ impl Env {
             .env("DFA__KAFKA__FEEDBACK_TOPIC", &self.feedback)
             .env("DFA__IMAGE_STORE__DIR", self.dir.join("images"))
             .env("DFA__ADAPTERS__DIR", self.dir.join("adapters"))
-            .env("DFA__ADAPTERS__POLL_MS", "300")
+            .env("DFA__ADAPTERS__POLL_INTERVAL", "300ms")
             .env("DFA__KAFKA__SESSION_TIMEOUT_MS", "6000")
             .env("DFA__DATABASE__URL", &self.db_url)
             .env("DFA__DATABASE__MIGRATE_ON_START", "true")
             .env("DFA__WORKER__METRICS_ADDR", "127.0.0.1:0")
-            .env("DFA__WORKER__FETCH_TIMEOUT_MS", "2000")
-            .env("DFA__WORKER__RETRY_MAX_MS", "1000")
+            .env("DFA__WORKER__FETCH_TIMEOUT", "2s")
+            .env("DFA__WORKER__RETRY_MAX", "1s")
             .env("DFA_LOG", "info");
         cmd
     }

@@ -17,9 +17,9 @@ use llama_cpp_2::mtmd::{
 };
 use llama_cpp_2::token::LlamaToken;
 
+use crate::engine::scoring::{log_prob, yes_probability};
 use crate::engine::{backend, EngineConfig};
 use crate::intake::DecodedImage;
-use crate::engine::scoring::{log_prob, yes_probability};
 
 /// Returns images/s.
 pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64> {
@@ -52,10 +52,18 @@ pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64
 
     let p = &config.prompts;
     let v = &p.chat;
-    let render = |q: &str| v.render(&crate::domain::prompts::conversation(&v.system, marker, &[], q));
+    let render = |q: &str| {
+        v.render(&crate::domain::prompts::conversation(
+            &v.system,
+            marker,
+            &[],
+            q,
+        ))
+    };
     let detect = render(&p.detection.question);
     let classify = render(&p.classification.question);
-    let (pre, detect_post) = crate::domain::prompts::split_at_marker(&detect, marker).context("marker")?;
+    let (pre, detect_post) =
+        crate::domain::prompts::split_at_marker(&detect, marker).context("marker")?;
     let (_, classify_post) =
         crate::domain::prompts::split_at_marker(&classify, marker).context("marker")?;
     let tok = |s: &str| model.vocab().tokenize(s.as_bytes(), false, true);
@@ -83,7 +91,14 @@ pub fn run(config: &EngineConfig, images: &[DecodedImage]) -> anyhow::Result<f64
             parse_special: true,
         };
         let chunks = mtmd.tokenize(text, &[&bitmap])?;
-        let n = chunks.eval_chunks(&mut mtmd, &mut ctx, 0, 0, config.engine.n_batch as i32, false)?;
+        let n = chunks.eval_chunks(
+            &mut mtmd,
+            &mut ctx,
+            0,
+            0,
+            config.engine.n_batch as i32,
+            false,
+        )?;
 
         let logits = decode(&mut ctx, &mut batch, &detect_tokens, n, false)?;
         checksum += yes_probability(&logits[0], yes.0 as usize, no.0 as usize) as f64;

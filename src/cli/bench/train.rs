@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::intake::decode_image;
 use crate::domain::prompts::Prompts;
+use crate::intake::decode_image;
 use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
 use crate::trainer::featurize::Featurizer;

@@ -2,6 +2,7 @@
 //! results) measured in-process against a real broker and Postgres
 //! (scripts/dev-up), on a fresh database and fresh topics.
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,7 @@ async fn through_worker<B: Backend + 'static>(
     let base = settings
         .database
         .url
+        .expose_secret()
         .rsplit_once('/')
         .map(|(b, _)| b.to_string())
         .context("database.url has no database name")?;
@@ -111,7 +113,7 @@ async fn through_worker<B: Backend + 'static>(
         .execute(&admin_db)
         .await?;
     let mut s = settings.clone();
-    s.database.url = format!("{base}/{name}");
+    s.database.url = format!("{base}/{name}").into();
     s.database.migrate_on_start = true;
     s.kafka.requests_topic = format!("{name}.requests");
     s.kafka.results_topic = format!("{name}.results");
@@ -164,7 +166,7 @@ async fn through_worker<B: Backend + 'static>(
     }
 
     let stop = CancellationToken::new();
-    let pool = sqlx::PgPool::connect(&s.database.url).await?;
+    let pool = sqlx::PgPool::connect(s.database.url.expose_secret()).await?;
     let started = Instant::now();
     let worker = tokio::spawn(crate::worker::run(s, backend, stop.clone()));
     let want = pngs.len() as i64;
