@@ -1,6 +1,10 @@
 //! The learning loop on the tiny model, a real broker and Postgres: verdicts,
 //! reviewers' corrections on the feedback topic, `dfa retrain`, promotion,
 //! hot swap in the running worker, the gate, rollback, and bad input.
+//!
+//! Longer than most files on purpose: the closed loop is one story (verdicts →
+//! corrections → retrain → swap → rollback) told across a few tests that share
+//! one generated model and one `dfa` binary per test binary.
 
 mod common;
 

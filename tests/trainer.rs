@@ -13,7 +13,8 @@ use dfa::domain::prompts::Prompts;
 use dfa::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 use dfa::trainer::base::BaseModel;
 use dfa::trainer::featurize::{Featurizer, ReferenceSettings};
-use dfa::trainer::lora::{write_adapter, LoraSet, Projection};
+use dfa::trainer::adapter_file::write_adapter;
+use dfa::trainer::lora::{LoraSet, Projection};
 use dfa::trainer::{self, Example, TrainConfig};
 
 fn featurizer() -> Featurizer {
@@ -237,7 +238,7 @@ fn peft_adapter_imports_and_llama_cpp_applies_it_like_the_trainers_own() {
     std::fs::create_dir_all(&peft_dir).unwrap();
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, t) in lora.named_tensors() {
-        let (layer, proj, is_a) = dfa::trainer::lora::parse_lora_name(&name).unwrap();
+        let (layer, proj, is_a) = dfa::trainer::adapter_file::parse_lora_name(&name).unwrap();
         let module = match proj {
             Projection::Q => "q_proj",
             Projection::K => "k_proj",

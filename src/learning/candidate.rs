@@ -14,7 +14,7 @@ use crate::domain::lora::TrainConfig;
 use crate::domain::sha256_file;
 use crate::engine::AdapterSpec;
 use crate::store::Store;
-use crate::trainer::lora::write_adapter;
+use crate::trainer::adapter_file::write_adapter;
 
 /// A registered candidate, ready to be evaluated.
 pub(super) struct Candidate {

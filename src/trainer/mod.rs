@@ -3,6 +3,7 @@
 //! mtmd encoder (`featurize`), and the result is a GGUF adapter llama.cpp
 //! loads. The loss covers the answer tokens only.
 
+pub mod adapter_file;
 pub mod base;
 pub mod featurize;
 pub mod lora;

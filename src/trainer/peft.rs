@@ -1,5 +1,5 @@
 //! PEFT LoRA (`adapter_config.json` + `adapter_model.safetensors`, LLaMA
-//! module names) → our GGUF adapter. A rename (`lora::LoraTensorName`) plus
+//! module names) → our GGUF adapter. A rename (`adapter_file::LoraTensorName`) plus
 //! the adapter keys: PEFT's lora_A is (r, in) and lora_B (out, r), the layout
 //! llama.cpp reads.
 
@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
-use super::lora::LoraTensorName;
+use super::adapter_file::LoraTensorName;
 use super::TrainError;
 
 #[derive(Debug, Deserialize)]
