@@ -1,6 +1,8 @@
 //! The adapter registry's records: every LoRA adapter trained or imported,
 //! its lifecycle status, and what serving needs of the active one.
 
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -84,6 +86,14 @@ pub struct NewAdapter {
     pub origin: AdapterOrigin,
     pub training_data: Value,
     pub hyper_parameters: Value,
+}
+
+/// A LoRA adapter to apply, with the id verdicts will name it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSpec {
+    pub id: String,
+    pub path: PathBuf,
+    pub scale: f32,
 }
 
 #[cfg(test)]

@@ -7,17 +7,11 @@ use super::EngineError;
 use crate::domain::prompts::Prompts;
 use crate::settings::{ChatTemplateChoice, EngineSettings, Settings};
 
+pub use crate::domain::adapter::AdapterSpec;
+
 /// Sequence ids one request may use at once: its main conversation plus the
 /// branches that score the classification candidates side by side.
 pub const SEQS_PER_REQUEST: u32 = 8;
-
-/// A LoRA adapter to apply, with the id verdicts will name it by.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdapterSpec {
-    pub id: String,
-    pub path: PathBuf,
-    pub scale: f32,
-}
 
 /// Everything the engine thread needs to load and run a model.
 #[derive(Debug, Clone)]

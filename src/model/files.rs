@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::domain::prompts::Prompts;
-use crate::engine::AdapterSpec;
+use crate::domain::adapter::AdapterSpec;
 use crate::model::tiny::{generate, GenerateError, GeneratedModel, ModelShape};
 use crate::settings::Settings;
 

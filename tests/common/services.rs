@@ -124,7 +124,7 @@ impl Env {
             .env("DFA__IMAGE_STORE__DIR", self.dir.join("images"))
             .env("DFA__ADAPTERS__DIR", self.dir.join("adapters"))
             .env("DFA__ADAPTERS__POLL_INTERVAL", "300ms")
-            .env("DFA__KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("DFA__KAFKA__SESSION_TIMEOUT", "6s")
             .env("DFA__DATABASE__URL", &self.db_url)
             .env("DFA__DATABASE__MIGRATE_ON_START", "true")
             .env("DFA__WORKER__METRICS_ADDR", "127.0.0.1:0")

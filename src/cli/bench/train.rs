@@ -3,26 +3,115 @@
 //! would need.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::estimate::SevenB;
+use super::report::{self, Section};
+use super::{pictures, BenchArgs};
 use crate::domain::prompts::Prompts;
 use crate::intake::decode_image;
+use crate::model::tiny::GeneratedModel;
 use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
 use crate::trainer::featurize::Featurizer;
 use crate::trainer::lora::{LoraSet, Projection};
 use crate::trainer::{self, Example, TrainConfig, TrainReport};
 
-pub struct Measured {
-    pub label: String,
-    pub tokens_per_example: usize,
-    pub report: TrainReport,
-    pub rss_mib: f64,
+const SECTION: Section = Section {
+    key: "train",
+    title: "LoRA training (`dfa bench --train`)",
+    command: "scripts/bench --train",
+};
+
+pub(super) fn run(
+    settings: &Settings,
+    prompts: &Prompts,
+    bench_model: &GeneratedModel,
+    args: &BenchArgs,
+) -> anyhow::Result<ExitCode> {
+    let runs = Runs::measure(settings, prompts, bench_model, args.images)?;
+    let seven_b = SevenB::calibrated(runs.bench.tokens_per_example, runs.bench.step_mib);
+    let body = format!("{}{}", runs.table(), seven_b.paragraph());
+    println!("{body}");
+    report::update(&args.report, &SECTION, &body)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Both training runs: the tiny model, then the bench-size one.
+struct Runs {
+    tiny: Measured,
+    bench: Measured,
+}
+
+impl Runs {
+    fn measure(
+        settings: &Settings,
+        prompts: &Prompts,
+        bench_model: &GeneratedModel,
+        images: usize,
+    ) -> anyhow::Result<Runs> {
+        let tiny =
+            crate::model::files::ensure_tiny_model(Path::new(&settings.model.tiny_dir), prompts)?;
+        eprintln!("bench: training on the tiny model");
+        let small = measure(
+            settings,
+            "tiny (hidden 64, 2 layers)",
+            &tiny.gguf,
+            &tiny.mmproj,
+            prompts,
+            32,
+        )?;
+        eprintln!("bench: training on the bench-size model");
+        let big = measure(
+            settings,
+            "bench-size (hidden 1024, 8 layers, 32k vocabulary)",
+            &bench_model.gguf,
+            &bench_model.mmproj,
+            prompts,
+            images.clamp(2, 8),
+        )?;
+        Ok(Runs {
+            tiny: small,
+            bench: big,
+        })
+    }
+
+    fn table(&self) -> String {
+        let threads = super::threads();
+        let mut body = format!(
+            "Rust trainer (candle, CPU, {threads} threads, F32): LoRA rank 8 on attn_q/k/v/output, batch 4, AdamW; \
+             examples are a detection and a classification turn per image (loss on the answer tokens only). \
+             One warm-up batch is excluded.\n\n\
+             | model | tokens/example | examples | steps/s | tokens/s | training memory (graph of one example) | peak RSS so far |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n"
+        );
+        for m in [&self.tiny, &self.bench] {
+            body.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.0} | {:.0} MiB | {:.0} MiB |\n",
+                m.label,
+                m.tokens_per_example,
+                m.report.examples,
+                m.report.steps_per_s(),
+                m.report.tokens_per_s(),
+                m.step_mib,
+                m.rss_mib
+            ));
+        }
+        body
+    }
+}
+
+struct Measured {
+    label: String,
+    tokens_per_example: usize,
+    report: TrainReport,
+    rss_mib: f64,
     /// Peak RSS growth during training (MiB): one example's graph and
     /// gradients, as batches accumulate gradients example by example.
-    pub step_mib: f64,
+    step_mib: f64,
 }
 
 fn config() -> TrainConfig {
@@ -55,7 +144,7 @@ fn examples(
         0,
     )?;
     let mut out = Vec::new();
-    for (i, png) in super::bench_pngs(n)?.iter().enumerate() {
+    for (i, png) in pictures::pngs(n)?.iter().enumerate() {
         let img = decode_image(png, &settings.image).context("bench image")?;
         let emb = Arc::new(f.encode_image(&img)?);
         let p = f.prompts().clone();
@@ -76,7 +165,7 @@ fn examples(
     Ok(out)
 }
 
-pub fn measure(
+fn measure(
     settings: &Settings,
     label: &str,
     gguf: &Path,
@@ -96,7 +185,7 @@ pub fn measure(
         cfg.seed,
         &device,
     )?;
-    let before = current_rss_mib();
+    let before = report::current_rss_mib();
     // One warm-up step outside the timing (allocation, thread pools).
     trainer::train(
         &base,
@@ -105,75 +194,14 @@ pub fn measure(
         &cfg,
         |_, _, _| {},
     )?;
-    let report = trainer::train(&base, &mut lora, &examples, &cfg, |_, _, _| {})?;
-    let peak = super::peak_rss_mib();
+    let trained = trainer::train(&base, &mut lora, &examples, &cfg, |_, _, _| {})?;
+    let peak = report::peak_rss_mib();
     Ok(Measured {
         step_mib: (peak - before).max(0.0),
         label: label.to_string(),
         tokens_per_example: examples.iter().map(Example::len).sum::<usize>()
             / examples.len().max(1),
-        report,
-        rss_mib: super::peak_rss_mib(),
+        report: trained,
+        rss_mib: report::peak_rss_mib(),
     })
-}
-
-fn current_rss_mib() -> f64 {
-    super::proc_status_mib("VmRSS:")
-}
-
-/// Bytes the trainer as written (F32 everywhere) needs for a LLaMA base, and
-/// with a BF16 base; activations per the usual per-layer count for one
-/// sequence of `seq` tokens kept for backward (no recomputation).
-pub struct Estimate {
-    pub base_f32_gib: f64,
-    pub base_bf16_gib: f64,
-    pub lora_state_mib: f64,
-    pub activations_f32_gib: f64,
-}
-
-pub fn estimate(
-    n_embd: f64,
-    n_layer: f64,
-    n_ff: f64,
-    n_head: f64,
-    n_vocab: f64,
-    rank: f64,
-    seq: f64,
-) -> Estimate {
-    let params = n_vocab * n_embd * 2.0 + n_layer * (4.0 * n_embd * n_embd + 3.0 * n_embd * n_ff);
-    let lora = n_layer * 4.0 * 2.0 * rank * n_embd;
-    // Per layer, per token: ~34·E values (norms, projections, FFN inputs and
-    // outputs) plus 5·heads·seq for the attention scores and softmax; F32.
-    let per_layer = seq * (34.0 * n_embd + 5.0 * n_head * seq + 2.0 * n_ff) * 4.0;
-    let gib = 1024.0f64.powi(3);
-    Estimate {
-        base_f32_gib: params * 4.0 / gib,
-        base_bf16_gib: params * 2.0 / gib,
-        // Weights, gradients and AdamW's two moments, F32.
-        lora_state_mib: lora * 4.0 * 4.0 / 1024.0 / 1024.0,
-        activations_f32_gib: per_layer * n_layer / gib,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn seven_b_estimate_matches_hand_arithmetic() {
-        let e = super::estimate(4096.0, 32.0, 11008.0, 32.0, 32000.0, 16.0, 700.0);
-        // LLaMA-7B has 6.74e9 parameters: 25.1 GiB in F32, 12.6 GiB in BF16.
-        assert!((e.base_f32_gib - 25.1).abs() < 0.2, "{}", e.base_f32_gib);
-        assert!((e.base_bf16_gib - 12.55).abs() < 0.1);
-        // 16.8 M LoRA parameters × 4 copies × 4 bytes = 256 MiB.
-        assert!(
-            (e.lora_state_mib - 256.0).abs() < 1.0,
-            "{}",
-            e.lora_state_mib
-        );
-        // 700 × (34·4096 + 5·32·700 + 2·11008) × 4 bytes × 32 layers = 22.8 GiB.
-        assert!(
-            (e.activations_f32_gib - 22.8).abs() < 0.1,
-            "{}",
-            e.activations_f32_gib
-        );
-    }
 }

@@ -59,76 +59,28 @@ pub(super) fn clip_tensors(shape: &ModelShape, rng: &mut ChaCha8Rng) -> Result<T
         normal(rng, "v.pre_ln.weight", &[e], 1.0, 0.1, f32_)?,
         normal(rng, "v.pre_ln.bias", &[e], 0.0, 0.1, f32_)?,
     ];
+    let ff = v.n_ff;
+    // (tensor, shape, mean, std, type) per block, in the order clip.cpp reads.
+    let mut block: Vec<(String, Vec<usize>, f32, f32, GgmlDType)> = Vec::new();
+    for name in ["attn_q", "attn_k", "attn_v", "attn_out"] {
+        block.push((format!("{name}.weight"), vec![e, e], 0.0, inv(e), w));
+        block.push((format!("{name}.bias"), vec![e], 0.0, 0.1, f32_));
+    }
+    for name in ["ln1", "ln2"] {
+        block.push((format!("{name}.weight"), vec![e], 1.0, 0.1, f32_));
+        block.push((format!("{name}.bias"), vec![e], 0.0, 0.1, f32_));
+    }
+    block.extend([
+        ("ffn_up.weight".into(), vec![ff, e], 0.0, inv(e), w),
+        ("ffn_up.bias".into(), vec![ff], 0.0, 0.1, f32_),
+        ("ffn_down.weight".into(), vec![e, ff], 0.0, inv(ff), w),
+        ("ffn_down.bias".into(), vec![e], 0.0, 0.1, f32_),
+    ]);
     for l in 0..v.n_layer {
-        let b = format!("v.blk.{l}");
-        for name in ["attn_q", "attn_k", "attn_v", "attn_out"] {
-            t.push(normal(
-                rng,
-                &format!("{b}.{name}.weight"),
-                &[e, e],
-                0.0,
-                inv(e),
-                w,
-            )?);
-            t.push(normal(
-                rng,
-                &format!("{b}.{name}.bias"),
-                &[e],
-                0.0,
-                0.1,
-                f32_,
-            )?);
+        for (name, dims, mean, std, dtype) in &block {
+            let name = format!("v.blk.{l}.{name}");
+            t.push(normal(rng, &name, dims, *mean, *std, *dtype)?);
         }
-        for name in ["ln1", "ln2"] {
-            t.push(normal(
-                rng,
-                &format!("{b}.{name}.weight"),
-                &[e],
-                1.0,
-                0.1,
-                f32_,
-            )?);
-            t.push(normal(
-                rng,
-                &format!("{b}.{name}.bias"),
-                &[e],
-                0.0,
-                0.1,
-                f32_,
-            )?);
-        }
-        t.push(normal(
-            rng,
-            &format!("{b}.ffn_up.weight"),
-            &[v.n_ff, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{b}.ffn_up.bias"),
-            &[v.n_ff],
-            0.0,
-            0.1,
-            f32_,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{b}.ffn_down.weight"),
-            &[e, v.n_ff],
-            0.0,
-            inv(v.n_ff),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{b}.ffn_down.bias"),
-            &[e],
-            0.0,
-            0.1,
-            f32_,
-        )?);
     }
     let h = shape.n_embd;
     t.push(normal(rng, "mm.0.weight", &[h, e], 0.0, inv(e), w)?);

@@ -70,80 +70,24 @@ pub(super) fn text_tensors(
         1.0,
         w,
     )?];
+    let ff = shape.n_ff;
+    // (tensor, shape, mean, std) per block, in llama.cpp's order.
+    let block: [(&str, Vec<usize>, f32, f32); 9] = [
+        ("attn_norm.weight", vec![e], 1.0, 0.1),
+        ("attn_q.weight", vec![e, e], 0.0, inv(e)),
+        ("attn_k.weight", vec![kv, e], 0.0, inv(e)),
+        ("attn_v.weight", vec![kv, e], 0.0, inv(e)),
+        ("attn_output.weight", vec![e, e], 0.0, inv(e)),
+        ("ffn_norm.weight", vec![e], 1.0, 0.1),
+        ("ffn_gate.weight", vec![ff, e], 0.0, inv(e)),
+        ("ffn_up.weight", vec![ff, e], 0.0, inv(e)),
+        ("ffn_down.weight", vec![e, ff], 0.0, inv(ff)),
+    ];
     for l in 0..shape.n_layer {
-        let p = format!("blk.{l}");
-        t.push(normal(
-            rng,
-            &format!("{p}.attn_norm.weight"),
-            &[e],
-            1.0,
-            0.1,
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.attn_q.weight"),
-            &[e, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.attn_k.weight"),
-            &[kv, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.attn_v.weight"),
-            &[kv, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.attn_output.weight"),
-            &[e, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.ffn_norm.weight"),
-            &[e],
-            1.0,
-            0.1,
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.ffn_gate.weight"),
-            &[shape.n_ff, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.ffn_up.weight"),
-            &[shape.n_ff, e],
-            0.0,
-            inv(e),
-            w,
-        )?);
-        t.push(normal(
-            rng,
-            &format!("{p}.ffn_down.weight"),
-            &[e, shape.n_ff],
-            0.0,
-            inv(shape.n_ff),
-            w,
-        )?);
+        for (name, dims, mean, std) in &block {
+            let name = format!("blk.{l}.{name}");
+            t.push(normal(rng, &name, dims, *mean, *std, w)?);
+        }
     }
     t.push(normal(rng, "output_norm.weight", &[e], 1.0, 0.1, w)?);
     // Logits with a standard deviation of ~3 so answers differ visibly.
