@@ -11,9 +11,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use dfa::domain::prompts::Prompts;
 use dfa::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
+use dfa::trainer::adapter_file::write_adapter;
 use dfa::trainer::base::BaseModel;
 use dfa::trainer::featurize::{Featurizer, ReferenceSettings};
-use dfa::trainer::adapter_file::write_adapter;
 use dfa::trainer::lora::{LoraSet, Projection};
 use dfa::trainer::{self, Example, TrainConfig};
 

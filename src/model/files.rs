@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::domain::prompts::Prompts;
 use crate::domain::adapter::AdapterSpec;
+use crate::domain::prompts::Prompts;
 use crate::model::tiny::{generate, GenerateError, GeneratedModel, ModelShape};
 use crate::settings::Settings;
 

@@ -11,8 +11,8 @@ use crate::domain::adapter::{AdapterOrigin, NewAdapter};
 use crate::domain::sha256_file;
 use crate::model::files::ModelFiles;
 use crate::settings::Settings;
-use crate::trainer::featurize::check_adapter;
 use crate::trainer::adapter_file::write_adapter;
+use crate::trainer::featurize::check_adapter;
 use crate::trainer::peft::{read_peft, ImportedAdapter};
 
 /// A registered import.

@@ -36,7 +36,10 @@ pub(super) fn clip_metadata(shape: &ModelShape) -> Meta {
     ]
 }
 
-pub(super) fn clip_tensors(shape: &ModelShape, rng: &mut ChaCha8Rng) -> Result<Tensors, GenerateError> {
+pub(super) fn clip_tensors(
+    shape: &ModelShape,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensors, GenerateError> {
     let v = &shape.vision;
     let (e, p) = (v.n_embd, v.patch_size as usize);
     let n_pos = (v.image_size as usize / p).pow(2) + 1;

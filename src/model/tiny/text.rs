@@ -3,8 +3,8 @@
 use candle_core::quantized::gguf_file::Value;
 use rand_chacha::ChaCha8Rng;
 
-use super::{normal, s, u, GenerateError, Meta, ModelShape, Tensors, Vocabulary};
 use super::vocab;
+use super::{normal, s, u, GenerateError, Meta, ModelShape, Tensors, Vocabulary};
 
 pub(super) fn text_metadata(shape: &ModelShape, vocab: &Vocabulary) -> Meta {
     let head_dim = shape.n_embd / shape.n_head as usize;
