@@ -8,6 +8,7 @@ pub mod correction;
 pub mod digest;
 pub mod lora;
 pub mod prompts;
+pub mod request;
 pub mod verdict;
 
 pub use artifacts::{parse_artifacts, render_artifacts};

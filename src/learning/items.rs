@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::render_artifacts;
 use crate::domain::{Artifact, ForgeryType, Label};
-use crate::store::CorrectionRow;
+use crate::domain::correction::StandingCorrection;
 
 /// Where an item's image is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,7 +107,7 @@ pub fn supervised_turns(
 
 /// A standing correction as a training item; `watermark` is the last
 /// revision the active adapter learned from.
-pub fn correction_item(row: &CorrectionRow, prompts: &Prompts, watermark: i64) -> Option<Item> {
+pub fn correction_item(row: &StandingCorrection, prompts: &Prompts, watermark: i64) -> Option<Item> {
     let (label, forgery_type) = (row.label, row.forgery_type);
     let artifacts: Vec<Artifact> = row
         .artifacts
@@ -156,8 +156,8 @@ pub fn with_replay(new: Vec<Item>, old: Vec<Item>, ratio: f64, seed: u64) -> (Ve
 mod tests {
     use super::*;
 
-    fn row(revision: i64, label: &str, ty: Option<&str>) -> CorrectionRow {
-        CorrectionRow {
+    fn row(revision: i64, label: &str, ty: Option<&str>) -> StandingCorrection {
+        StandingCorrection {
             revision,
             request_id: Uuid::from_u128(revision as u128),
             reviewer: "r".into(),

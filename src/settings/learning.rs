@@ -101,11 +101,11 @@ impl RetrainSettings {
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
             return Err(invalid("retrain.learning_rate", "must be positive"));
         }
-        if t.epochs == 0 || t.batch_size == 0 {
-            return Err(invalid(
-                "retrain.epochs",
-                "epochs and batch_size must be at least 1",
-            ));
+        if t.epochs == 0 {
+            return Err(invalid("retrain.epochs", "must be at least 1"));
+        }
+        if t.batch_size == 0 {
+            return Err(invalid("retrain.batch_size", "must be at least 1"));
         }
         if !(self.replay_ratio.is_finite() && self.replay_ratio >= 0.0) {
             return Err(invalid("retrain.replay_ratio", "must be 0 or more"));
@@ -212,7 +212,7 @@ mod tests {
             ("rank = 0", "retrain.rank"),
             ("alpha = 0", "retrain.alpha"),
             ("dropout = 1", "retrain.dropout"),
-            ("batch_size = 0", "retrain.epochs"),
+            ("batch_size = 0", "retrain.batch_size"),
             ("eval_fraction = 2", "retrain.eval_fraction"),
             ("min_corrected_gain = 2", "retrain.min_corrected_gain"),
         ] {

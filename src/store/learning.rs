@@ -1,11 +1,11 @@
 //! The learning loop's tables: reviewers' corrections and the adapter registry.
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::{Source, Store, StoreError};
 use crate::domain::adapter::{AdapterRecord, AdapterRef, AdapterStatus, NewAdapter};
-use crate::domain::{Correction, ForgeryType, Label};
+use crate::domain::correction::StandingCorrection;
+use crate::domain::Correction;
 
 /// What storing a correction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,22 +28,6 @@ impl CorrectionWrite {
             CorrectionWrite::UnknownRequest => "unknown_request",
         }
     }
-}
-
-/// The standing correction of a verdict (the latest by any reviewer), with
-/// what training needs from the verdict.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CorrectionRow {
-    pub revision: i64,
-    pub request_id: Uuid,
-    pub reviewer: String,
-    pub label: Label,
-    pub forgery_type: Option<ForgeryType>,
-    pub artifacts: Option<Value>,
-    pub note: Option<String>,
-    pub image_sha256: String,
-    /// The label the model gave, which the correction may contradict.
-    pub verdict_label: Label,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +104,7 @@ impl Store {
     }
 
     /// The standing correction of every corrected verdict.
-    pub async fn standing_corrections(&self) -> Result<Vec<CorrectionRow>, StoreError> {
+    pub async fn standing_corrections(&self) -> Result<Vec<StandingCorrection>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT DISTINCT ON (c.request_id) c.revision, c.request_id, c.reviewer, c.label, c.forgery_type, \
                     c.artifacts, c.note, v.image_sha256, v.label AS verdict_label \

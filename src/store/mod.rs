@@ -4,7 +4,7 @@
 
 mod learning;
 
-pub use learning::{CorrectionRow, CorrectionWrite, RegistryError};
+pub use learning::{CorrectionWrite, RegistryError};
 
 use std::collections::HashSet;
 
