@@ -1,6 +1,8 @@
 //! Files that appear whole or not at all: written to a temporary file in the
 //! target's directory, synced, then renamed over the target. Readers (the
 //! engine loading an adapter, training reading an image) never see half a file.
+//! Every rename here is followed by a sync of the directory, so it survives a
+//! crash too.
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +38,18 @@ pub fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e.error),
     }
+}
+
+/// Moves the complete file `staged` to `target` in the same file system,
+/// refusing to replace a file already there (`AlreadyExists`): a name that
+/// is published once keeps its bytes. `staged` is left where it was when this
+/// fails. The move is durable once this returns.
+pub fn publish(staged: &Path, target: &Path) -> std::io::Result<()> {
+    let mut staged = tempfile::TempPath::try_from_path(staged)?;
+    // The caller owns `staged`: it must survive a refused move.
+    staged.disable_cleanup(true);
+    staged.persist_noclobber(target).map_err(|e| e.error)?;
+    sync_parent(target)
 }
 
 fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
@@ -78,6 +92,35 @@ mod tests {
         assert!(!write_once(&p, b"two").unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), b"one");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publish_moves_the_file_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staged, target) = (dir.path().join("a.staged"), dir.path().join("a"));
+        write(&staged, b"first").unwrap();
+        publish(&staged, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        assert!(!staged.exists(), "the staged name is gone once published");
+
+        write(&staged, b"second").unwrap();
+        let err = publish(&staged, &target).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        assert_eq!(
+            std::fs::read(&staged).unwrap(),
+            b"second",
+            "a refused file is kept"
+        );
+    }
+
+    #[test]
+    fn publish_of_a_missing_file_fails_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a");
+        let err = publish(&dir.path().join("nothing"), &target).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(!target.exists());
     }
 
     #[test]

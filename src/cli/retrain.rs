@@ -12,7 +12,7 @@ use crate::learning::retrain::retrain;
 use crate::learning::RetrainOptions;
 use crate::model::files::{resolve_model, tiny_model_warning};
 use crate::registry::import::{import_peft, Imported};
-use crate::registry::{open_store, registry_spec, verify_file};
+use crate::registry::{open_store, promote};
 
 #[derive(Args)]
 pub struct RetrainArgs {
@@ -66,15 +66,7 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
             }
         }
         AdaptersCommand::Promote { id } => {
-            let row = store
-                .adapter(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no adapter `{id}` in the registry"))?;
-            let spec = registry_spec(&(&row).into(), Path::new(&settings.adapters.dir));
-            verify_file(&spec.path, &row.sha256).context("not promoting")?;
-            store
-                .promote_adapter(&id, "promoted by an operator")
-                .await?;
+            promote(&store, &settings, &id, "promoted by an operator").await?;
             eprintln!("dfa adapters: {id} is active");
         }
         AdaptersCommand::Rollback => {

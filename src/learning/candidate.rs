@@ -2,17 +2,15 @@
 //! file, named by its content, with provenance keys, and a `candidate` row
 //! recording what it learned from.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::path::Path;
 
 use super::plan::Plan;
 use super::record::HyperParameters;
 use super::steps::Trained;
-use crate::domain::adapter::{AdapterOrigin, NewAdapter};
+use crate::domain::adapter::AdapterOrigin;
 use crate::domain::lora::TrainConfig;
-use crate::domain::sha256_file;
 use crate::engine::AdapterSpec;
+use crate::registry::{register, AdapterId, Registration};
 use crate::store::Store;
 use crate::trainer::adapter_file::write_adapter;
 
@@ -33,8 +31,8 @@ pub(super) struct Lineage<'a> {
     pub parent_id: Option<&'a str>,
 }
 
-/// Writes and registers the candidate. `skipped` counts the items left out
-/// before training.
+/// Writes and registers the candidate, named `lora-<time>-<sha8>`.
+/// `skipped` counts the items left out before training.
 pub(super) async fn register_candidate(
     store: &Store,
     adapters_dir: &Path,
@@ -55,52 +53,39 @@ pub(super) async fn register_candidate(
             lineage.compared_with.unwrap_or_default().to_string(),
         ),
     ];
-    let (dir, architecture, alpha, tensors) = (
-        adapters_dir.to_path_buf(),
+    let staged = adapters_dir.join(format!(
+        "candidate-{stamp}-{}.gguf",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (file, architecture, alpha, tensors) = (
+        staged.clone(),
         trained.architecture.clone(),
         trained.lora.alpha,
         trained.lora.named_tensors(),
     );
-    // Writing and hashing are blocking (and copy tensors off the GPU).
-    let (id, file_name, sha) = tokio::task::spawn_blocking(move || {
-        let tmp = dir.join(format!(
-            "candidate-{stamp}-{}.gguf",
-            uuid::Uuid::new_v4().simple()
-        ));
-        write_adapter(&tmp, &architecture, alpha, &tensors, &provenance)?;
-        let sha = sha256_file(&tmp).context("hashing the adapter")?;
-        let id = format!("lora-{stamp}-{}", &sha[..8]);
-        let file_name = format!("{id}.gguf");
-        std::fs::rename(&tmp, dir.join(&file_name)).context("naming the adapter file")?;
-        anyhow::Ok((id, file_name, sha))
+    // Writing is blocking (and copies tensors off the GPU).
+    tokio::task::spawn_blocking(move || {
+        write_adapter(&file, &architecture, alpha, &tensors, &provenance)
     })
     .await??;
-    let path: PathBuf = adapters_dir.join(&file_name);
-    store
-        .insert_adapter(&NewAdapter {
-            id: id.clone(),
-            path: file_name,
-            sha256: sha,
-            base_model_sha256: lineage.base_model_sha256.to_string(),
-            parent_id: lineage.parent_id.map(str::to_string),
-            scale: 1.0,
-            origin: AdapterOrigin::Retrain,
-            training_data: plan.training_data(skipped).to_json()?,
-            hyper_parameters: HyperParameters {
-                config,
-                continued_from_parent: trained.continued,
-                epoch_losses: &trained.report.epoch_losses,
-            }
-            .to_json()?,
-        })
-        .await
-        .context("registering the candidate")?;
+    let row = Registration {
+        base_model_sha256: lineage.base_model_sha256.to_string(),
+        parent_id: lineage.parent_id.map(str::to_string),
+        origin: AdapterOrigin::Retrain,
+        training_data: plan.training_data(skipped).to_json()?,
+        hyper_parameters: HyperParameters {
+            config,
+            continued_from_parent: trained.continued,
+            epoch_losses: &trained.report.epoch_losses,
+        }
+        .to_json()?,
+    };
+    let id = AdapterId::ByContent {
+        prefix: format!("lora-{stamp}"),
+    };
+    let spec = register(store, adapters_dir, staged, id, row).await?;
     Ok(Candidate {
-        spec: AdapterSpec {
-            id: id.clone(),
-            path,
-            scale: 1.0,
-        },
-        id,
+        id: spec.id.clone(),
+        spec,
     })
 }

@@ -11,10 +11,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain::correction::StandingCorrection;
 use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::render_artifacts;
 use crate::domain::{Artifact, ForgeryType, Label};
-use crate::domain::correction::StandingCorrection;
 
 /// Where an item's image is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,7 +107,11 @@ pub fn supervised_turns(
 
 /// A standing correction as a training item; `watermark` is the last
 /// revision the active adapter learned from.
-pub fn correction_item(row: &StandingCorrection, prompts: &Prompts, watermark: i64) -> Option<Item> {
+pub fn correction_item(
+    row: &StandingCorrection,
+    prompts: &Prompts,
+    watermark: i64,
+) -> Option<Item> {
     let (label, forgery_type) = (row.label, row.forgery_type);
     let artifacts: Vec<Artifact> = row
         .artifacts

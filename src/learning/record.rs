@@ -1,7 +1,9 @@
 //! What the registry records about a retrained adapter: the data it learned
 //! from (including the retrain watermark, the last correction revision it
 //! saw) and its hyper-parameters. The only place these JSON shapes are
-//! written or read.
+//! written or read. An imported adapter's columns have their own shapes,
+//! beside the import (`registry::import`), since `registry` does not depend
+//! on `learning`; they carry no watermark.
 
 use std::path::PathBuf;
 
@@ -97,6 +99,7 @@ impl Metrics<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::import::ImportedFrom;
     use serde_json::json;
 
     #[test]
@@ -121,7 +124,10 @@ mod tests {
     #[test]
     fn without_a_watermark_every_correction_is_new() {
         assert_eq!(watermark(None), 0);
-        assert_eq!(read_watermark(&json!({"imported_from": "/peft"})), 0);
+        let imported = ImportedFrom {
+            imported_from: std::path::Path::new("/peft"),
+        };
+        assert_eq!(read_watermark(&serde_json::to_value(imported).unwrap()), 0);
         assert_eq!(read_watermark(&json!({"max_revision": "x"})), 0);
         assert_eq!(read_watermark(&json!({"max_revision": 2.5})), 0);
         assert_eq!(read_watermark(&Value::Null), 0);

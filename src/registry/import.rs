@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::Serialize;
 
 use super::open_store;
-use crate::domain::adapter::{AdapterOrigin, NewAdapter};
+use super::register::{register, AdapterId, Registration};
+use crate::domain::adapter::AdapterOrigin;
 use crate::domain::sha256_file;
 use crate::model::files::ModelFiles;
 use crate::settings::Settings;
@@ -21,6 +23,23 @@ pub struct Imported {
     pub id: String,
     /// The adapter file in the adapter store.
     pub path: PathBuf,
+}
+
+/// An imported adapter's `training_data` column: where it came from. It has
+/// no retrain watermark (see `learning::record`), so the next retrain learns
+/// from every standing correction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedFrom<'a> {
+    pub imported_from: &'a Path,
+}
+
+/// An imported adapter's `hyper_parameters` column: its shape as read from
+/// the PEFT files.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedShape {
+    pub rank: usize,
+    pub alpha: f32,
+    pub tensors: usize,
 }
 
 /// Converts the PEFT adapter in `dir`, checks it with llama.cpp against
@@ -39,31 +58,32 @@ pub async fn import_peft(
     if store.adapter(&id).await?.is_some() {
         anyhow::bail!("an adapter `{id}` is already registered; pick another --id");
     }
-    let file_name = format!("{id}.gguf");
-    let path = Path::new(&settings.adapters.dir).join(&file_name);
+    let adapters_dir = Path::new(&settings.adapters.dir);
     let staged = Staged {
         base: model.gguf.clone(),
         source: dir.to_path_buf(),
-        path: path.clone(),
+        path: adapters_dir.join(format!("{id}.gguf.staged")),
     };
-    let (rank, alpha, tensors) = (adapter.rank, adapter.alpha, adapter.tensors.len());
+    let hyper_parameters = serde_json::to_value(ImportedShape {
+        rank: adapter.rank,
+        alpha: adapter.alpha,
+        tensors: adapter.tensors.len(),
+    })?;
+    let training_data = serde_json::to_value(ImportedFrom { imported_from: dir })?;
     // Hashing, writing and llama.cpp's check are blocking.
-    let (base_sha, sha) = tokio::task::spawn_blocking(move || staged.publish(&adapter)).await??;
-    store
-        .insert_adapter(&NewAdapter {
-            id: id.clone(),
-            path: file_name,
-            sha256: sha,
-            base_model_sha256: base_sha,
-            parent_id: None,
-            scale: 1.0,
-            origin: AdapterOrigin::Import,
-            training_data: serde_json::json!({"imported_from": dir}),
-            hyper_parameters: serde_json::json!({"rank": rank, "alpha": alpha, "tensors": tensors}),
-        })
-        .await
-        .context("registering the adapter")?;
-    Ok(Imported { id, path })
+    let (base_sha, staged) = tokio::task::spawn_blocking(move || staged.check(&adapter)).await??;
+    let row = Registration {
+        base_model_sha256: base_sha,
+        parent_id: None,
+        origin: AdapterOrigin::Import,
+        training_data,
+        hyper_parameters,
+    };
+    let spec = register(&store, adapters_dir, staged, AdapterId::Given(id), row).await?;
+    Ok(Imported {
+        id: spec.id,
+        path: spec.path,
+    })
 }
 
 /// The registry id: the one asked for, else the directory's name; letters,
@@ -84,22 +104,22 @@ fn import_id(dir: &Path, id: Option<String>) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Where an import is written and what it is checked against.
+/// Where an import is staged and what it is checked against.
 struct Staged {
     base: PathBuf,
     source: PathBuf,
+    /// Beside its final name in the adapter store.
     path: PathBuf,
 }
 
 impl Staged {
-    /// Writes the adapter under a staging name, so only a file llama.cpp
-    /// accepts reaches the store, then moves it into place. Returns the
-    /// base model's and the adapter's sha256 (blocking).
-    fn publish(&self, adapter: &ImportedAdapter) -> anyhow::Result<(String, String)> {
-        let staged = self.path.with_extension("gguf.staged");
+    /// Writes the adapter under its staging name, so only a file llama.cpp
+    /// accepts reaches the registry; a refused file is removed. Returns the
+    /// base model's sha256 and the staged file (blocking).
+    fn check(self, adapter: &ImportedAdapter) -> anyhow::Result<(String, PathBuf)> {
         let base_sha = sha256_file(&self.base).context("hashing the base model")?;
         write_adapter(
-            &staged,
+            &self.path,
             "llama",
             adapter.alpha,
             &adapter.tensors,
@@ -108,14 +128,12 @@ impl Staged {
                 self.source.display().to_string(),
             )],
         )?;
-        if let Err(e) = check_adapter(&self.base, &staged) {
-            let _ = std::fs::remove_file(&staged);
+        if let Err(e) = check_adapter(&self.base, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
             return Err(anyhow::Error::new(e)
                 .context("llama.cpp cannot apply this adapter to the configured base model"));
         }
-        std::fs::rename(&staged, &self.path)
-            .with_context(|| format!("moving the adapter to {}", self.path.display()))?;
-        Ok((base_sha, sha256_file(&self.path)?))
+        Ok((base_sha, self.path))
     }
 }
 
@@ -133,5 +151,24 @@ mod tests {
             let err = import_id(dir, Some(bad.into())).unwrap_err().to_string();
             assert!(err.contains("use letters, digits"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_recorded_shapes_keep_their_keys() {
+        let from = serde_json::to_value(ImportedFrom {
+            imported_from: Path::new("/peft/v2"),
+        })
+        .unwrap();
+        assert_eq!(from, serde_json::json!({"imported_from": "/peft/v2"}));
+        let shape = serde_json::to_value(ImportedShape {
+            rank: 2,
+            alpha: 4.0,
+            tensors: 8,
+        })
+        .unwrap();
+        assert_eq!(
+            shape,
+            serde_json::json!({"rank": 2, "alpha": 4.0, "tensors": 8})
+        );
     }
 }

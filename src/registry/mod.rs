@@ -1,11 +1,13 @@
 //! The adapter registry as the rest of the crate uses it: the adapter store
 //! on disk (registry paths resolve into `adapters.dir`, files are checked
-//! against the sha256 the registry recorded), hot swap in workers
-//! (`follow`), and adapters trained elsewhere (`import`). The rows themselves
-//! live in `store`; `learning` registers the adapters it trains.
+//! against the sha256 the registry recorded), registering an adapter file
+//! (`register`, for what `learning` trains and for `import`), promoting one
+//! after checking its file, hot swap in workers (`follow`), and adapters
+//! trained elsewhere (`import`). The rows themselves live in `store`.
 
 mod follow;
 pub mod import;
+mod register;
 
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
@@ -13,12 +15,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use follow::follow_registry;
+pub use register::{register, AdapterId, RegisterError, Registration};
 
 use crate::domain::adapter::AdapterRef;
 use crate::domain::sha256_file;
 use crate::engine::AdapterSpec;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{RegistryError, Store, StoreError};
 
 /// Connects to the database that holds the registry (and migrates it when
 /// `database.migrate_on_start`), for the commands that run once.
@@ -80,4 +83,41 @@ pub fn registry_spec(row: &AdapterRef, dir: &Path) -> AdapterSpec {
         path: resolve_adapter_path(dir, &row.path),
         scale: row.scale,
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("no adapter `{0}` in the registry")]
+    NotFound(String),
+    #[error("not promoting")]
+    Unverified(#[source] AdapterFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("the adapter store's blocking task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Makes `id` the active adapter, recording `reason`, once its file is shown
+/// to be the bytes the registry recorded: workers follow the registry, so an
+/// adapter that was changed or lost on disk is never made theirs to serve.
+pub async fn promote(
+    store: &Store,
+    settings: &Settings,
+    id: &str,
+    reason: &str,
+) -> Result<(), PromoteError> {
+    let row = store
+        .adapter(id)
+        .await?
+        .ok_or_else(|| PromoteError::NotFound(id.to_string()))?;
+    let spec = registry_spec(&(&row).into(), Path::new(&settings.adapters.dir));
+    let (path, expected) = (spec.path, row.sha256);
+    tokio::task::spawn_blocking(move || verify_file(&path, &expected))
+        .await
+        .map_err(PromoteError::Task)?
+        .map_err(PromoteError::Unverified)?;
+    store.promote_adapter(id, reason).await?;
+    Ok(())
 }

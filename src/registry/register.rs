@@ -1,0 +1,167 @@
+//! Registering an adapter: a complete file, staged in the adapter store,
+//! is hashed, moved to its final name (never over another file) and recorded
+//! as a `candidate` row. Retraining and `dfa lora import` both end here.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::atomic;
+use crate::domain::adapter::{AdapterOrigin, NewAdapter};
+use crate::domain::sha256_file;
+use crate::engine::AdapterSpec;
+use crate::store::{Store, StoreError};
+
+/// The id a registered adapter gets; its file is `<id>.gguf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterId {
+    /// Exactly this id.
+    Given(String),
+    /// `<prefix>-<the first 8 hex digits of the file's sha256>`.
+    ByContent { prefix: String },
+}
+
+impl AdapterId {
+    fn resolve(self, sha256: &str) -> String {
+        match self {
+            AdapterId::Given(id) => id,
+            AdapterId::ByContent { prefix } => format!("{prefix}-{}", &sha256[..8]),
+        }
+    }
+}
+
+/// What the registry records about an adapter besides its file.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub base_model_sha256: String,
+    pub parent_id: Option<String>,
+    pub origin: AdapterOrigin,
+    pub training_data: Value,
+    pub hyper_parameters: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("hashing the adapter")]
+    Hash(#[source] std::io::Error),
+    #[error("moving the adapter to {}", path.display())]
+    Publish {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registering the adapter")]
+    Insert(#[source] StoreError),
+    #[error("the adapter store's blocking task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Registers the complete adapter file `staged` (a file in `adapters_dir`,
+/// written atomically) as a `candidate` named by `id`, at scale 1. Returns
+/// what the engine needs to apply it. On failure `staged` is left in place.
+pub async fn register(
+    store: &Store,
+    adapters_dir: &Path,
+    staged: PathBuf,
+    id: AdapterId,
+    row: Registration,
+) -> Result<AdapterSpec, RegisterError> {
+    let dir = adapters_dir.to_path_buf();
+    // Hashing and the durable rename are blocking.
+    let (id, file_name, sha256) = tokio::task::spawn_blocking(move || place(&dir, &staged, id))
+        .await
+        .map_err(RegisterError::Task)??;
+    store
+        .insert_adapter(&NewAdapter {
+            id: id.clone(),
+            path: file_name.clone(),
+            sha256,
+            base_model_sha256: row.base_model_sha256,
+            parent_id: row.parent_id,
+            scale: 1.0,
+            origin: row.origin,
+            training_data: row.training_data,
+            hyper_parameters: row.hyper_parameters,
+        })
+        .await
+        .map_err(RegisterError::Insert)?;
+    Ok(AdapterSpec {
+        id,
+        path: adapters_dir.join(file_name),
+        scale: 1.0,
+    })
+}
+
+/// Hashes `staged` and publishes it as `<id>.gguf` in `dir`; returns the id,
+/// the file name and the sha256 (blocking).
+fn place(
+    dir: &Path,
+    staged: &Path,
+    id: AdapterId,
+) -> Result<(String, String, String), RegisterError> {
+    let sha256 = sha256_file(staged).map_err(RegisterError::Hash)?;
+    let id = id.resolve(&sha256);
+    let file_name = format!("{id}.gguf");
+    let path = dir.join(&file_name);
+    atomic::publish(staged, &path).map_err(|source| RegisterError::Publish { path, source })?;
+    Ok((id, file_name, sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_given_or_named_by_content() {
+        let sha = "0123456789abcdef";
+        assert_eq!(AdapterId::Given("peft-v2".into()).resolve(sha), "peft-v2");
+        let by_content = AdapterId::ByContent {
+            prefix: "lora-20240101-000000".into(),
+        };
+        assert_eq!(by_content.resolve(sha), "lora-20240101-000000-01234567");
+    }
+
+    #[test]
+    fn placing_names_the_file_by_its_id_and_keeps_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("candidate-x.gguf");
+        atomic::write(&staged, b"adapter").unwrap();
+        let id = AdapterId::ByContent {
+            prefix: "lora-s".into(),
+        };
+        let (id, file_name, sha) = place(dir.path(), &staged, id).unwrap();
+        assert_eq!(sha, crate::domain::sha256_hex(b"adapter"));
+        assert_eq!(id, format!("lora-s-{}", &sha[..8]));
+        assert_eq!(file_name, format!("{id}.gguf"));
+        assert_eq!(
+            std::fs::read(dir.path().join(&file_name)).unwrap(),
+            b"adapter"
+        );
+        assert!(!staged.exists());
+    }
+
+    #[test]
+    fn placing_never_replaces_a_registered_file() {
+        let dir = tempfile::tempdir().unwrap();
+        atomic::write(&dir.path().join("peft.gguf"), b"first").unwrap();
+        let staged = dir.path().join("peft.gguf.staged");
+        atomic::write(&staged, b"second").unwrap();
+        let err = place(dir.path(), &staged, AdapterId::Given("peft".into())).unwrap_err();
+        assert!(
+            matches!(&err, RegisterError::Publish { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "moving the adapter to {}",
+                dir.path().join("peft.gguf").display()
+            )
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("peft.gguf")).unwrap(),
+            b"first"
+        );
+        assert!(staged.exists(), "the refused file is left for the caller");
+    }
+}
