@@ -12,7 +12,8 @@ use crate::learning::retrain::retrain;
 use crate::learning::RetrainOptions;
 use crate::model::files::{resolve_model, tiny_model_warning};
 use crate::registry::import::{import_peft, Imported};
-use crate::registry::{open_store, promote};
+use crate::registry::promote;
+use crate::store::Store;
 
 #[derive(Args)]
 pub struct RetrainArgs {
@@ -58,7 +59,9 @@ pub enum AdaptersCommand {
 
 pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
-    let store = open_store(&settings, 1).await?;
+    let store = Store::open(&settings.database, 1)
+        .await
+        .context("opening the database")?;
     match cmd {
         AdaptersCommand::List => {
             for row in store.list_adapters().await? {

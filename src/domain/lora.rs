@@ -18,26 +18,39 @@ pub enum Projection {
     O,
 }
 
+/// The modules a LoRA tensor can adapt, by (llama.cpp name, PEFT name for
+/// LLaMA): the attention projections first, in `Projection` order. The one
+/// table of both spellings; adapter files and settings read it.
+pub const LORA_MODULES: [(&str, &str); 7] = [
+    ("attn_q", "q_proj"),
+    ("attn_k", "k_proj"),
+    ("attn_v", "v_proj"),
+    ("attn_output", "o_proj"),
+    ("ffn_gate", "gate_proj"),
+    ("ffn_up", "up_proj"),
+    ("ffn_down", "down_proj"),
+];
+
 impl Projection {
-    /// The llama.cpp tensor name part.
+    pub const ALL: [Projection; 4] = [Projection::Q, Projection::K, Projection::V, Projection::O];
+
+    /// The llama.cpp tensor name part (`attn_q`).
     pub fn gguf_name(self) -> &'static str {
-        match self {
-            Projection::Q => "attn_q",
-            Projection::K => "attn_k",
-            Projection::V => "attn_v",
-            Projection::O => "attn_output",
-        }
+        LORA_MODULES[self as usize].0
     }
 
-    /// Accepts both llama.cpp (`attn_q`) and Hugging Face (`q_proj`) names.
+    /// The Hugging Face / PEFT module name (`q_proj`).
+    pub fn peft_name(self) -> &'static str {
+        LORA_MODULES[self as usize].1
+    }
+
+    /// Accepts llama.cpp (`attn_q`), Hugging Face (`q_proj`) and short (`q`) names.
     pub fn parse(name: &str) -> Option<Projection> {
-        match name {
-            "attn_q" | "q_proj" | "q" => Some(Projection::Q),
-            "attn_k" | "k_proj" | "k" => Some(Projection::K),
-            "attn_v" | "v_proj" | "v" => Some(Projection::V),
-            "attn_output" | "o_proj" | "o" => Some(Projection::O),
-            _ => None,
-        }
+        Projection::ALL.into_iter().find(|p| {
+            name == p.gguf_name()
+                || name == p.peft_name()
+                || Some(name) == p.peft_name().strip_suffix("_proj")
+        })
     }
 }
 
@@ -64,4 +77,25 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projections_parse_in_every_spelling() {
+        for (p, names) in [
+            (Projection::Q, ["attn_q", "q_proj", "q"]),
+            (Projection::K, ["attn_k", "k_proj", "k"]),
+            (Projection::V, ["attn_v", "v_proj", "v"]),
+            (Projection::O, ["attn_output", "o_proj", "o"]),
+        ] {
+            for n in names {
+                assert_eq!(Projection::parse(n), Some(p), "{n}");
+            }
+        }
+        assert_eq!(Projection::parse("ffn_up"), None);
+        assert_eq!(Projection::parse("gate"), None);
+    }
 }

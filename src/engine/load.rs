@@ -24,7 +24,7 @@ use crate::domain::ModelIdentity;
 use crate::settings::{FlashAttention, KvCacheKind};
 
 /// llama.cpp's backend may be initialised once per process.
-pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
+pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -115,7 +115,7 @@ pub(super) fn load_err(what: &str, e: &dyn std::fmt::Display) -> EngineError {
 
 /// The mtmd context (vision tower + projector) for `model`, and the image
 /// marker its prompts use.
-pub(crate) fn open_mtmd(
+pub fn open_mtmd(
     model: &LlamaModel,
     mmproj: &std::path::Path,
     threads: i32,
@@ -138,7 +138,7 @@ pub(crate) fn open_mtmd(
 }
 
 /// llama.cpp's names for the KV cache type and flash-attention settings.
-pub(crate) fn kv_and_attention(
+pub fn kv_and_attention(
     kv: KvCacheKind,
     fa: FlashAttention,
 ) -> (KvCacheType, llama_cpp_sys_2::llama_flash_attn_type) {
@@ -154,7 +154,7 @@ pub(crate) fn kv_and_attention(
     (kv, fa)
 }
 
-pub(crate) fn resolve_threads(n: u32) -> i32 {
+pub fn resolve_threads(n: u32) -> i32 {
     if n > 0 {
         n as i32
     } else {

@@ -8,13 +8,20 @@ pub mod analyze;
 mod config;
 pub mod instant;
 mod load;
-pub(crate) mod render;
+mod render;
 mod scheduler;
 pub mod scoring;
 mod thread;
 
 pub use config::{AdapterSpec, EngineConfig, SEQS_PER_REQUEST};
-pub(crate) use load::{backend, kv_and_attention, open_mtmd, resolve_threads};
+
+/// The llama.cpp setup the engine runs on, shared with the trainer's
+/// featurizer so that both turn images and prompts into tokens alike: one
+/// backend per process, one recipe for the mtmd context, one chat format.
+pub mod llama {
+    pub use super::load::{backend, kv_and_attention, open_mtmd, resolve_threads};
+    pub use super::render::ChatFormat;
+}
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,7 +7,7 @@ use super::EngineError;
 use crate::domain::prompts::{conversation, split_at_marker, Prompts, Turn, VicunaFormat};
 use crate::settings::ChatTemplateChoice;
 
-pub(crate) enum ChatFormat {
+pub enum ChatFormat {
     Vicuna(VicunaFormat),
     Gguf(LlamaChatTemplate),
 }

@@ -21,8 +21,9 @@ use crate::domain::lora::TrainConfig;
 use crate::domain::prompts::Prompts;
 use crate::engine::{AdapterSpec, Engine, EngineConfig};
 use crate::model::files::{adapter_spec, ModelFiles};
-use crate::registry::{open_store, registry_spec};
+use crate::registry::registry_spec;
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::trainer::TrainReport;
 
 /// How a run ended; serialised as `nothing_to_train`, `dry_run`, `promoted`
@@ -91,7 +92,9 @@ pub async fn retrain(
     opts: &RetrainOptions,
 ) -> anyhow::Result<RetrainReport> {
     let config = &settings.retrain.train;
-    let store = open_store(settings, 2).await?;
+    let store = Store::open(&settings.database, 2)
+        .await
+        .context("opening the database")?;
     let plan = plan(settings, &store, prompts, opts).await?;
     let adapters_dir = PathBuf::from(&settings.adapters.dir);
     let active = active_spec(settings, &plan, &adapters_dir);

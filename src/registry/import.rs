@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::open_store;
 use super::register::{register, AdapterId, Registration};
 use crate::domain::adapter::AdapterOrigin;
 use crate::domain::sha256_file;
 use crate::model::files::ModelFiles;
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::trainer::adapter_file::write_adapter;
 use crate::trainer::featurize::check_adapter;
 use crate::trainer::peft::{read_peft, ImportedAdapter};
@@ -54,7 +54,9 @@ pub async fn import_peft(
     let peft_dir = dir.to_path_buf();
     let adapter = tokio::task::spawn_blocking(move || read_peft(&peft_dir)).await??;
     let id = import_id(dir, id)?;
-    let store = open_store(settings, 1).await?;
+    let store = Store::open(&settings.database, 1)
+        .await
+        .context("opening the database")?;
     if store.adapter(&id).await?.is_some() {
         anyhow::bail!("an adapter `{id}` is already registered; pick another --id");
     }

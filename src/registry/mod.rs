@@ -9,10 +9,7 @@ mod follow;
 pub mod import;
 mod register;
 
-use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 
 pub use follow::follow_registry;
 pub use register::{register, AdapterId, RegisterError, Registration};
@@ -22,18 +19,6 @@ use crate::domain::sha256_file;
 use crate::engine::AdapterSpec;
 use crate::settings::Settings;
 use crate::store::{RegistryError, Store, StoreError};
-
-/// Connects to the database that holds the registry (and migrates it when
-/// `database.migrate_on_start`), for the commands that run once.
-pub async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<Store> {
-    let store = Store::connect(settings.database.url.expose_secret(), max_connections)
-        .await
-        .context("connecting to the database")?;
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("running migrations")?;
-    }
-    Ok(store)
-}
 
 /// Where a registry path points: relative paths live in the adapter store.
 pub fn resolve_adapter_path(adapters_dir: &Path, path: &str) -> PathBuf {

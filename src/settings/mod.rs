@@ -185,10 +185,17 @@ impl Settings {
 
     /// Loads without files on disk or environment: the embedded defaults only.
     pub fn embedded() -> Result<Settings, SettingsError> {
-        let settings: Settings = Config::builder()
-            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
-            .build()?
-            .try_deserialize()?;
+        Self::build(Self::defaults())
+    }
+
+    fn defaults() -> config::ConfigBuilder<config::builder::DefaultState> {
+        Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+    }
+
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+    ) -> Result<Settings, SettingsError> {
+        let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -198,8 +205,7 @@ impl Settings {
         env_name: Option<&str>,
         with_env_vars: bool,
     ) -> Result<Settings, SettingsError> {
-        let mut builder = Config::builder()
-            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        let mut builder = Self::defaults()
             .add_source(File::from(config_dir.join("default.toml")).required(false));
         if let Some(name) = env_name {
             builder = builder.add_source(File::from(config_dir.join(format!("{name}.toml"))));
@@ -212,9 +218,7 @@ impl Settings {
                     .try_parsing(true),
             );
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
-        settings.validate()?;
-        Ok(settings)
+        Self::build(builder)
     }
 }
 

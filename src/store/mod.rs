@@ -8,6 +8,7 @@ pub use learning::{CorrectionWrite, RegistryError};
 
 use std::collections::HashSet;
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
@@ -15,6 +16,7 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::Verdict;
+use crate::settings::DatabaseSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,6 +86,16 @@ impl Store {
             .connect(url)
             .await?;
         Ok(Store { pool })
+    }
+
+    /// Connects with the `[database]` settings (the only place the secret
+    /// URL is read) and migrates when `database.migrate_on_start` says so.
+    pub async fn open(db: &DatabaseSettings, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Store::connect(db.url.expose_secret(), max_connections).await?;
+        if db.migrate_on_start {
+            store.migrate().await?;
+        }
+        Ok(store)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -9,18 +9,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::TrainError;
-use crate::domain::lora::Projection;
-
-/// The modules a LoRA tensor can adapt: (llama.cpp name, PEFT name for LLaMA).
-const MODULES: [(&str, &str); 7] = [
-    ("attn_q", "q_proj"),
-    ("attn_k", "k_proj"),
-    ("attn_v", "v_proj"),
-    ("attn_output", "o_proj"),
-    ("ffn_gate", "gate_proj"),
-    ("ffn_up", "up_proj"),
-    ("ffn_down", "down_proj"),
-];
+use crate::domain::lora::{Projection, LORA_MODULES};
 
 /// One LoRA tensor's identity, and the one place both of its spellings live:
 /// llama.cpp's `blk.3.attn_q.weight.lora_a` and PEFT's
@@ -53,7 +42,7 @@ impl LoraTensorName {
             "b" => false,
             _ => return None,
         };
-        let module = MODULES.iter().find(|(gguf, _)| *gguf == module)?.0;
+        let module = LORA_MODULES.iter().find(|(gguf, _)| *gguf == module)?.0;
         Some(LoraTensorName {
             layer: layer.parse().ok()?,
             module,
@@ -68,7 +57,7 @@ impl LoraTensorName {
         let layer: usize = parts.next()?.parse().ok()?;
         let _block = parts.next()?; // self_attn | mlp
         let peft = parts.next()?;
-        let module = MODULES.iter().find(|(_, p)| *p == peft)?.0;
+        let module = LORA_MODULES.iter().find(|(_, p)| *p == peft)?.0;
         let is_a = match parts.next()? {
             "lora_A" => true,
             "lora_B" => false,

@@ -21,14 +21,14 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::{Example, ImageEmbedding, TrainError};
 use crate::domain::prompts::{Prompts, Turn};
-use crate::engine::render::ChatFormat;
+use crate::engine::llama::{self, ChatFormat};
 use crate::intake::DecodedImage;
 use crate::settings::{ChatTemplateChoice, FlashAttention, KvCacheKind};
 
 /// Loads an adapter file onto the base model in llama.cpp once, to refuse
 /// files it rejects (wrong names or shapes) before they are registered.
 pub fn check_adapter(gguf: &Path, adapter: &Path) -> Result<(), TrainError> {
-    let backend = crate::engine::backend().map_err(|e| llama_err("backend", &e))?;
+    let backend = llama::backend().map_err(|e| llama_err("backend", &e))?;
     let mut model = LlamaModel::load_from_file(backend, gguf, &LlamaModelParams::default())
         .map_err(|e| llama_err(&gguf.display().to_string(), &e))?;
     model
@@ -65,11 +65,11 @@ impl Featurizer {
         chat_template: ChatTemplateChoice,
         threads: u32,
     ) -> Result<Featurizer, TrainError> {
-        let backend = crate::engine::backend().map_err(|e| llama_err("backend", &e))?;
+        let backend = llama::backend().map_err(|e| llama_err("backend", &e))?;
         let model = LlamaModel::load_from_file(backend, gguf, &LlamaModelParams::default())
             .map_err(|e| llama_err(&gguf.display().to_string(), &e))?;
-        let threads = crate::engine::resolve_threads(threads);
-        let (mtmd, marker) = crate::engine::open_mtmd(&model, mmproj, threads, false)
+        let threads = llama::resolve_threads(threads);
+        let (mtmd, marker) = llama::open_mtmd(&model, mmproj, threads, false)
             .map_err(|e| llama_err("mmproj", &e))?;
         let format = ChatFormat::choose(&model, chat_template, &prompts)
             .map_err(|e| llama_err("chat format", &e))?;
@@ -187,7 +187,7 @@ impl Featurizer {
         adapter: Option<(&Path, f32)>,
         settings: ReferenceSettings,
     ) -> Result<Vec<Vec<f32>>, TrainError> {
-        let backend = crate::engine::backend().map_err(|e| llama_err("backend", &e))?;
+        let backend = llama::backend().map_err(|e| llama_err("backend", &e))?;
         let mut lora = match adapter {
             Some((path, scale)) => Some((
                 self.model
@@ -197,8 +197,7 @@ impl Featurizer {
             )),
             None => None,
         };
-        let (kv, fa) =
-            crate::engine::kv_and_attention(settings.kv_cache_type, settings.flash_attention);
+        let (kv, fa) = llama::kv_and_attention(settings.kv_cache_type, settings.flash_attention);
         let n = example.len() as u32;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n.next_multiple_of(256)))

@@ -18,7 +18,6 @@ pub mod retry;
 pub mod trace;
 pub mod writer;
 
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +99,7 @@ async fn serve_metrics(w: &WorkerSettings) -> anyhow::Result<Metrics> {
 /// when the settings say so.
 async fn open_store(settings: &Settings, stop: &CancellationToken) -> anyhow::Result<Store> {
     let db = &settings.database;
-    let connect = || Store::connect(db.url.expose_secret(), db.max_connections);
+    let connect = || Store::open(db, db.max_connections);
     let on_retry = |e: &StoreError, wait: Duration| {
         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unavailable at start; retrying");
     };
@@ -109,11 +108,8 @@ async fn open_store(settings: &Settings, stop: &CancellationToken) -> anyhow::Re
         .await
         .map_err(|gave_up| match gave_up {
             GaveUp::Stopped => anyhow::anyhow!("stopped before the database came up"),
-            GaveUp::Permanent(e) => anyhow::Error::new(e).context("connecting to the database"),
+            GaveUp::Permanent(e) => anyhow::Error::new(e).context("opening the database"),
         })?;
-    if db.migrate_on_start {
-        store.migrate().await.context("running migrations")?;
-    }
     Ok(store)
 }
 

@@ -17,8 +17,9 @@ use llama_cpp_2::mtmd::{
 };
 use llama_cpp_2::token::LlamaToken;
 
+use crate::engine::llama::backend;
 use crate::engine::scoring::{log_prob, yes_probability};
-use crate::engine::{backend, EngineConfig};
+use crate::engine::EngineConfig;
 use crate::intake::DecodedImage;
 
 /// Returns images/s.
