@@ -79,14 +79,8 @@ impl Worker {
 
     /// Waits until `series` reaches `at_least`; returns its last value.
     pub async fn wait_metric(&self, series: &str, at_least: f64, timeout: Duration) -> f64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.metric(series).await;
-            if v >= at_least || Instant::now() > deadline {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let every = Duration::from_millis(100);
+        super::poll_until(timeout, every, || self.metric(series), |v| *v >= at_least).await
     }
 
     /// The HTTP status of the worker's /healthz.
@@ -100,14 +94,8 @@ impl Worker {
 
     /// Waits until /healthz answers `status`; returns the last status seen.
     pub async fn wait_healthz(&self, status: u16, timeout: Duration) -> u16 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.healthz().await;
-            if s == status || Instant::now() > deadline {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let every = Duration::from_millis(100);
+        super::poll_until(timeout, every, || self.healthz(), |s| *s == status).await
     }
 
     /// The first line of the worker's log containing `needle`.

@@ -17,6 +17,28 @@ use dfa::model::tiny::GeneratedModel;
 use dfa::settings::Settings;
 use image::{ImageFormat, RgbImage};
 
+/// Polls `probe` every `every` until `done` holds for its value or `timeout`
+/// passes; returns the last value, so the caller asserts on what it waited for.
+pub async fn poll_until<T, F, Fut>(
+    timeout: std::time::Duration,
+    every: std::time::Duration,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The tiny model, generated once per test binary into the target's tmp dir.
 pub fn tiny() -> &'static GeneratedModel {
     static TINY: OnceLock<GeneratedModel> = OnceLock::new();

@@ -203,14 +203,8 @@ impl Env {
 
     /// Waits until `sql` (a count) reaches `n`.
     pub async fn wait_count(&self, sql: &str, n: i64, timeout: Duration) -> i64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.count(sql).await;
-            if c >= n || Instant::now() > deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let every = Duration::from_millis(200);
+        super::poll_until(timeout, every, || self.count(sql), |c| *c >= n).await
     }
 
     /// Reads every message of `topic` (from the beginning) until `n` arrive or the timeout.
