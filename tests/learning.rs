@@ -595,6 +595,19 @@ async fn lora_import_registers_a_candidate_and_refuses_what_llama_cpp_cannot_loa
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
 
+    // A file that changed since it was registered is never promoted.
+    let file = env.dir.join("adapters").join(&row.2);
+    let original = std::fs::read(&file).unwrap();
+    let mut tampered = original.clone();
+    tampered.push(0);
+    std::fs::write(&file, &tampered).unwrap();
+    let out = env.run_dfa(&["adapters", "promote", "peft-good"], &[]);
+    assert!(!out.status.success(), "a changed file was promoted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("differs from the registry's"), "{stderr}");
+    assert_eq!(active_adapter(&env).await, None);
+    std::fs::write(&file, &original).unwrap();
+
     // Operators can promote it; workers would then serve it.
     let out = env.run_dfa(&["adapters", "promote", "peft-good"], &[]);
     assert!(
