@@ -189,6 +189,40 @@ async fn poison_messages_are_dead_lettered_and_the_rest_processed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_nul_bearing_request_among_fifty_good_ones_is_the_only_dead_letter() {
+    // A NUL is valid JSON but cannot be stored in TEXT/JSONB: batched with
+    // good rows, it used to fail the whole write batch.
+    let env = Env::new("nul").await;
+    let bad = Uuid::new_v4();
+    let mut payload: serde_json::Value = serde_json::from_slice(&request(bad, 99)).unwrap();
+    payload["metadata"] = serde_json::json!({"note": "tab\u{0}separated"});
+    let good: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    for (i, g) in good.iter().enumerate() {
+        if i == 25 {
+            env.produce(&bad.to_string(), payload.to_string().as_bytes(), &[])
+                .await;
+        }
+        env.produce(&g.to_string(), &request(*g, i as u32), &[])
+            .await;
+    }
+    let worker = env.start_worker(&[]);
+    let rows = env
+        .wait_count("SELECT count(*) FROM verdicts", good.len() as i64, LONG)
+        .await;
+    assert_eq!(rows, 50, "worker log:\n{}", worker.stderr());
+    let dead = env.read_topic(&env.dlq, 1, LONG).await;
+    assert_eq!(dead.len(), 1, "worker log:\n{}", worker.stderr());
+    assert_eq!(dead[0].headers["dfa-error-kind"], "invalid_field");
+    assert!(dead[0].headers["dfa-error-reason"].contains("metadata"));
+    let stored: i64 = env
+        .count(&format!(
+            "SELECT count(*) FROM verdicts WHERE request_id = '{bad}'"
+        ))
+        .await;
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_nothing_and_doubles_nothing() {
     let env = Env::new("crash").await;
     let n = 80;
@@ -738,4 +772,73 @@ async fn in_process_shutdown_abandons_a_request_waiting_for_the_image_store() {
         metric_sum(&p.metrics.render(), "dfa_dead_lettered_total"),
         0.0
     );
+}
+
+/// A verdict row as the worker would store it; `p_fake` outside 0..=1 is one
+/// the database's CHECK constraint refuses.
+fn row(id: Uuid, offset: i64, p_fake: f32) -> dfa::store::NewVerdict {
+    use dfa::engine::{Analysis, EngineTimings};
+    let analysis = Analysis {
+        p_fake: Some(0.3),
+        type_scores: None,
+        explanation: None,
+        answers: Vec::new(),
+        detection_logits: None,
+        generated_tokens: 0,
+        model: dfa::domain::ModelIdentity {
+            base_sha256: "b".repeat(64),
+            mmproj_sha256: "m".repeat(64),
+            adapter: None,
+        },
+        timings: EngineTimings::default(),
+    };
+    let mut verdict = dfa::engine::analyze::assemble_verdict(id, analysis, 0.5);
+    verdict.p_fake = p_fake;
+    dfa::store::NewVerdict {
+        verdict,
+        tenant: None,
+        metadata: serde_json::json!({}),
+        image_sha256: "a".repeat(64),
+        image_bytes: 1,
+        image_source: "inline".into(),
+        source: Source {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        },
+        result: format!("{{\"request_id\":\"{id}\"}}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_refused_row_fails_alone_and_its_batch_is_stored() {
+    use dfa::worker::retry::RetryPolicy;
+    use dfa::worker::writer::{persist_batch, WriteError};
+    let env = Env::new("inproc_isolate").await;
+    let store = Store::connect(&env.db_url, 2).await.expect("connect");
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let batch: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| row(*id, i as i64, if i == 2 { 2.0 } else { 0.3 }))
+        .collect();
+    let retry = RetryPolicy::new(Duration::from_millis(10), Duration::from_millis(50));
+    let results = persist_batch(
+        &store,
+        &Metrics::new(),
+        batch,
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(results.len(), 5);
+    for (i, (id, r)) in ids.iter().zip(&results).enumerate() {
+        if i == 2 {
+            assert!(matches!(r, Err(WriteError::Rejected(_))), "{r:?}");
+        } else {
+            let stored = r.as_ref().expect("a good row of the batch is stored");
+            assert!(stored.contains(&id.to_string()), "{stored}");
+        }
+    }
+    assert_eq!(env.count("SELECT count(*) FROM verdicts").await, 4);
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::outcome::{Halt, Outcome, Step};
 use super::process::{Incoming, Processor};
-use super::request::{check_schema_version, from_json, parse_request_id, RequestError};
+use super::request::{check_schema_version, from_json, parse_request_id, reject_nul, RequestError};
 use crate::domain::{Artifact, Correction, ForgeryType, Label};
 use crate::engine::Backend;
 use crate::store::CorrectionWrite;
@@ -81,6 +81,13 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
             format!("at most {MAX_NOTE_CHARS} characters"),
         ));
     }
+    reject_nul("reviewer", [reviewer.as_str()])?;
+    reject_nul("note", wire.note.as_deref())?;
+    let artifact_texts = wire.artifacts.iter().flatten();
+    reject_nul(
+        "artifacts",
+        artifact_texts.flat_map(|a| [a.region.as_str(), a.text.as_str()]),
+    )?;
     Ok(Correction {
         request_id,
         reviewer,
@@ -164,6 +171,8 @@ mod tests {
         );
         assert_eq!(field_of(with("request_id", "nope".into())), "request_id");
         assert_eq!(field_of(with("reviewer", " ".into())), "reviewer");
+        assert_eq!(field_of(with("reviewer", "a\u{0}b".into())), "reviewer");
+        assert_eq!(field_of(with("note", "x\u{0}".into())), "note");
         assert_eq!(field_of(with("label", "maybe".into())), "label");
         assert_eq!(
             field_of(with("created_at", "yesterday".into())),

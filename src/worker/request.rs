@@ -152,6 +152,9 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
         }
         other => other,
     };
+    reject_nul("questions", wire.questions.iter().map(String::as_str))?;
+    reject_nul("tenant", tenant.as_deref())?;
+    reject_nul("metadata", json_strings(&wire.metadata))?;
     Ok(Request {
         request_id,
         image,
@@ -160,6 +163,42 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
         tenant,
         metadata: wire.metadata,
     })
+}
+
+/// PostgreSQL TEXT and JSONB cannot hold U+0000, though JSON can: such a
+/// value would fail the whole write batch it lands in, so it is refused here,
+/// by field, before any work is done.
+pub(super) fn reject_nul<'a>(
+    field: &str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<(), RequestError> {
+    if values.into_iter().any(|v| v.contains('\0')) {
+        return Err(RequestError::invalid(
+            field,
+            "contains a NUL character (U+0000), which the database cannot store",
+        ));
+    }
+    Ok(())
+}
+
+/// Every string in a JSON value, object keys included.
+pub(super) fn json_strings(value: &serde_json::Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => out.push(s.as_str()),
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.as_str());
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource, RequestError> {
@@ -220,6 +259,28 @@ mod tests {
         assert_eq!(r.tenant.as_deref(), Some("acme"));
         assert!(!r.explain);
         assert_eq!(r.metadata["upload"], 7);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_by_field() {
+        for (field, patch) in [
+            ("tenant", json!({"tenant": "ac\u{0}me"})),
+            ("questions", json!({"questions": ["why\u{0}?"]})),
+            ("metadata", json!({"metadata": {"a": [1, {"b": "x\u{0}"}]}})),
+            ("metadata", json!({"metadata": {"k\u{0}": 1}})),
+        ] {
+            let mut v = valid();
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            match parse(v) {
+                Err(RequestError::InvalidField { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains("NUL"), "{reason}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -62,30 +62,68 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
-        let started = Instant::now();
         let (verdicts, replies): (Vec<NewVerdict>, Vec<Reply>) = batch.drain(..).unzip();
-        let outcome = write_with_retry(&store, &metrics, &verdicts, &retry, &cancel).await;
-        metrics.observe("persist", started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(stored) => {
-                metrics.write_batch_size.observe(verdicts.len() as f64);
-                for (v, reply) in verdicts.iter().zip(replies) {
-                    let id = v.verdict.request_id;
-                    let result = stored
-                        .iter()
-                        .find(|(sid, _)| *sid == id)
-                        .map(|(_, r)| r.clone())
-                        .ok_or_else(|| WriteError::Rejected(format!("{id} missing after insert")));
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        let results = persist_batch(&store, &metrics, verdicts, &retry, &cancel).await;
+        for (result, reply) in results.into_iter().zip(replies) {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Stores a batch in one transaction and answers for each row, in order, with
+/// the result message stored for it. One bad row must not reject the rows
+/// batched with it: like Kafka Connect's per-record error handling, a batch
+/// the database refuses is retried row by row, and only the rows it refuses
+/// again fail.
+pub async fn persist_batch(
+    store: &Store,
+    metrics: &Metrics,
+    verdicts: Vec<NewVerdict>,
+    retry: &RetryPolicy,
+    cancel: &CancellationToken,
+) -> Vec<Result<String, WriteError>> {
+    let started = Instant::now();
+    let outcome = write_with_retry(store, metrics, &verdicts, retry, cancel).await;
+    metrics.observe("persist", started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(stored) => {
+            metrics.write_batch_size.observe(verdicts.len() as f64);
+            results_of(&verdicts, &stored)
+        }
+        Err(WriteError::Rejected(e)) if verdicts.len() > 1 => {
+            tracing::warn!(error = %e, rows = verdicts.len(), "batch refused; writing its rows one by one");
+            let mut results = Vec::with_capacity(verdicts.len());
+            for v in verdicts {
+                let one = [v];
+                results.push(
+                    match write_with_retry(store, metrics, &one, retry, cancel).await {
+                        Ok(stored) => results_of(&one, &stored).remove(0),
+                        Err(e) => Err(e),
+                    },
+                );
+            }
+            results
+        }
+        Err(e) => verdicts.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// Each row's stored result message.
+fn results_of(
+    verdicts: &[NewVerdict],
+    stored: &[(Uuid, String)],
+) -> Vec<Result<String, WriteError>> {
+    verdicts
+        .iter()
+        .map(|v| {
+            let id = v.verdict.request_id;
+            stored
+                .iter()
+                .find(|(sid, _)| *sid == id)
+                .map(|(_, r)| r.clone())
+                .ok_or_else(|| WriteError::Rejected(format!("{id} missing after insert")))
+        })
+        .collect()
 }
 
 /// Inserts a batch, retrying while the database is unavailable (the worker
