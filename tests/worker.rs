@@ -190,8 +190,9 @@ async fn poison_messages_are_dead_lettered_and_the_rest_processed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_nul_bearing_request_among_fifty_good_ones_is_the_only_dead_letter() {
-    // A NUL is valid JSON but cannot be stored in TEXT/JSONB: batched with
-    // good rows, it used to fail the whole write batch.
+    // A NUL is valid JSON but cannot be stored in TEXT/JSONB. It used to get
+    // as far as the write batch and fail the good rows batched with it; now it
+    // is refused at parse time (batch isolation has its own in-process test).
     let env = Env::new("nul").await;
     let bad = Uuid::new_v4();
     let mut payload: serde_json::Value = serde_json::from_slice(&request(bad, 99)).unwrap();
@@ -213,6 +214,13 @@ async fn one_nul_bearing_request_among_fifty_good_ones_is_the_only_dead_letter()
     let dead = env.read_topic(&env.dlq, 1, LONG).await;
     assert_eq!(dead.len(), 1, "worker log:\n{}", worker.stderr());
     assert_eq!(dead[0].headers["dfa-error-kind"], "invalid_field");
+    let dead_lettered = worker
+        .wait_metric("dfa_dead_lettered_total", 1.0, LONG)
+        .await;
+    assert_eq!(
+        dead_lettered, 1.0,
+        "only the NUL-bearing request is dead-lettered"
+    );
     assert!(dead[0].headers["dfa-error-reason"].contains("metadata"));
     let stored: i64 = env
         .count(&format!(

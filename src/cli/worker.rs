@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use super::setup::{load_settings, start_engine};
 use super::AdapterChoice;
 use crate::engine::instant::InstantBackend;
-use crate::settings::DatabaseSettings;
 use crate::store::Store;
 
 #[derive(Args)]
@@ -67,13 +66,10 @@ fn spawn_signal_handler(stop: CancellationToken) {
 
 pub async fn migrate(config_dir: &Path) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
-    let database = DatabaseSettings {
-        migrate_on_start: true,
-        ..settings.database.clone()
-    };
-    Store::open(&database, 1)
+    let store = Store::connect(settings.database.url.expose_secret(), 1)
         .await
-        .context("migrating the database")?;
+        .context("connecting to the database")?;
+    store.migrate().await.context("running migrations")?;
     println!(
         "migrations applied to {}",
         redact(settings.database.url.expose_secret())

@@ -8,7 +8,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::domain::verdict::Labelled;
-use crate::domain::{parse_artifacts, Timings, Verdict};
+use crate::domain::{parse_artifacts, Answer, Timings, Verdict};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Tasks};
 use crate::intake::{decode_off_thread, ImageError};
 use crate::settings::{AnalysisSettings, ImageSettings};
@@ -50,13 +50,27 @@ pub async fn analyze_bytes<B: Backend>(
     Ok(verdict)
 }
 
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// Turns the engine's scores into a verdict. A request that did not screen
 /// (a follow-up) has no scores; it is reported as real with p_fake 0 only in
 /// the fields that require a value, so callers screen when they need a label.
 pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdict {
     let l = Labelled::from_scores(a.p_fake, a.type_scores, threshold);
-    let artifacts = a
-        .explanation
+    // Generated text can hold a NUL (a byte token), which no store or JSON
+    // consumer wants: it becomes U+FFFD, as any invalid byte would.
+    let explanation = a.explanation.map(|e| without_nul(&e));
+    let answers: Vec<Answer> = a
+        .answers
+        .into_iter()
+        .map(|x| Answer {
+            question: x.question,
+            answer: without_nul(&x.answer),
+        })
+        .collect();
+    let artifacts = explanation
         .as_deref()
         .map(parse_artifacts)
         .unwrap_or_default();
@@ -67,8 +81,8 @@ pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdic
         forgery_type: l.forgery_type,
         type_scores: l.type_scores,
         artifacts,
-        explanation: a.explanation,
-        answers: a.answers,
+        explanation,
+        answers,
         model: a.model,
         timings_ms: Timings {
             decode_image: 0.0,
@@ -111,6 +125,13 @@ mod tests {
         assert_eq!(v.forgery_type, Some(ForgeryType::FaceReenactment));
         assert_eq!(v.artifacts[0].region, "Eye");
         assert_eq!(v.explanation.as_deref(), Some("1. **Eye**: blurred"));
+    }
+
+    #[test]
+    fn generated_nul_characters_do_not_reach_the_verdict() {
+        let v = assemble_verdict(Uuid::nil(), analysis(0.9, Some("1. **Eye**: a\0b")), 0.5);
+        assert_eq!(v.explanation.as_deref(), Some("1. **Eye**: a\u{FFFD}b"));
+        assert_eq!(v.artifacts[0].text, "a\u{FFFD}b");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::record::{watermark, DatasetRecord, TrainingData};
 use super::RetrainOptions;
 use crate::domain::adapter::AdapterRecord;
 use crate::domain::prompts::Prompts;
-use crate::domain::sha256_file;
+use crate::domain::sha256_hex;
 use crate::images::ImageStore;
 use crate::intake::{decode_image, DecodedImage};
 use crate::settings::Settings;
@@ -139,10 +139,8 @@ pub(super) async fn plan(
                 train.push(item);
             }
         }
-        dataset = Some((
-            path.clone(),
-            sha256_file(path).context("hashing the dataset")?,
-        ));
+        // The digest of the very bytes that were parsed.
+        dataset = Some((path.clone(), sha256_hex(text.as_bytes())));
     }
     Ok(Plan {
         active,

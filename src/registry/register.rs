@@ -58,7 +58,9 @@ pub enum RegisterError {
 
 /// Registers the complete adapter file `staged` (a file in `adapters_dir`,
 /// written atomically) as a `candidate` named by `id`, at scale 1. Returns
-/// what the engine needs to apply it. On failure `staged` is left in place.
+/// what the engine needs to apply it. It owns `staged`: on any failure the
+/// staged file and anything published from it are removed, so a failed
+/// registration leaves nothing in the adapter store (and its id free).
 pub async fn register(
     store: &Store,
     adapters_dir: &Path,
@@ -67,11 +69,20 @@ pub async fn register(
     row: Registration,
 ) -> Result<AdapterSpec, RegisterError> {
     let dir = adapters_dir.to_path_buf();
+    let leftover = staged.clone();
     // Hashing and the durable rename are blocking.
-    let (id, file_name, sha256) = tokio::task::spawn_blocking(move || place(&dir, &staged, id))
+    let placed = tokio::task::spawn_blocking(move || place(&dir, &staged, id))
         .await
-        .map_err(RegisterError::Task)??;
-    store
+        .map_err(RegisterError::Task)
+        .and_then(|r| r);
+    let (id, file_name, sha256) = match placed {
+        Ok(placed) => placed,
+        Err(e) => {
+            remove_quietly(leftover).await;
+            return Err(e);
+        }
+    };
+    let inserted = store
         .insert_adapter(&NewAdapter {
             id: id.clone(),
             path: file_name.clone(),
@@ -84,12 +95,29 @@ pub async fn register(
             hyper_parameters: row.hyper_parameters,
         })
         .await
-        .map_err(RegisterError::Insert)?;
+        .map_err(RegisterError::Insert);
+    if let Err(e) = inserted {
+        remove_quietly(adapters_dir.join(&file_name)).await;
+        return Err(e);
+    }
     Ok(AdapterSpec {
         id,
         path: adapters_dir.join(file_name),
         scale: 1.0,
     })
+}
+
+/// Cleanup on a failure path: the failure being reported matters more than
+/// a file that could not be removed, which is logged.
+async fn remove_quietly(path: PathBuf) {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || std::fs::remove_file(&path)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        other => {
+            tracing::warn!(path = %shown, result = ?other, "could not remove an unregistered adapter file")
+        }
+    }
 }
 
 /// Hashes `staged` and publishes it as `<id>.gguf` in `dir`; returns the id,

@@ -161,7 +161,9 @@ impl Store {
         .bind(source.offset)
         .bind(request_id)
         .bind(kind)
-        .bind(reason)
+        // The reason may quote the bad input, NULs included, which TEXT
+        // cannot hold; the audit row must not be lost to that.
+        .bind(reason.replace('\0', "\u{FFFD}"))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -235,10 +235,19 @@ impl<B: Backend> Processor<B> {
             .map_err(|e| Halt::reject(Some(request.request_id), e.kind(), e.to_string()))?;
         self.metrics
             .observe("fetch", started.elapsed().as_secs_f64());
-        Ok(Fetched {
-            sha256: crate::domain::sha256_hex(&bytes),
-            bytes: Arc::new(bytes),
-        })
+        // Hashing up to image.max_bytes is CPU work: off the async threads.
+        let bytes = Arc::new(bytes);
+        let shared = bytes.clone();
+        let sha256 = tokio::task::spawn_blocking(move || crate::domain::sha256_hex(&shared))
+            .await
+            .map_err(|e| {
+                Halt::reject(
+                    Some(request.request_id),
+                    "corrupt",
+                    format!("hashing panicked: {e}"),
+                )
+            })?;
+        Ok(Fetched { sha256, bytes })
     }
 
     async fn analyse(&self, request: &Request, image: &Fetched) -> Step<Verdict> {

@@ -154,7 +154,9 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
     };
     reject_nul("questions", wire.questions.iter().map(String::as_str))?;
     reject_nul("tenant", tenant.as_deref())?;
-    reject_nul("metadata", json_strings(&wire.metadata))?;
+    if has_nul(&wire.metadata) {
+        reject_nul("metadata", ["\0"])?;
+    }
     Ok(Request {
         request_id,
         image,
@@ -181,24 +183,14 @@ pub(super) fn reject_nul<'a>(
     Ok(())
 }
 
-/// Every string in a JSON value, object keys included.
-pub(super) fn json_strings(value: &serde_json::Value) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            serde_json::Value::String(s) => out.push(s.as_str()),
-            serde_json::Value::Array(items) => stack.extend(items),
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    out.push(k.as_str());
-                    stack.push(v);
-                }
-            }
-            _ => {}
-        }
+/// Whether any string in a JSON value, object keys included, holds a NUL.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
-    out
 }
 
 fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource, RequestError> {
@@ -208,6 +200,7 @@ fn parse_image(image: WireImage, allow_local_paths: bool) -> Result<ImageSource,
             .map(ImageSource::Inline)
             .map_err(|e| RequestError::invalid("image.base64", e.to_string())),
         (None, Some(url), None) => {
+            reject_nul("image.url", [url.as_str()])?;
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
                 return Err(RequestError::invalid(
@@ -268,6 +261,10 @@ mod tests {
             ("questions", json!({"questions": ["why\u{0}?"]})),
             ("metadata", json!({"metadata": {"a": [1, {"b": "x\u{0}"}]}})),
             ("metadata", json!({"metadata": {"k\u{0}": 1}})),
+            (
+                "image.url",
+                json!({"image": {"url": "https://a.test/x\u{0}.png"}}),
+            ),
         ] {
             let mut v = valid();
             for (k, val) in patch.as_object().unwrap() {
