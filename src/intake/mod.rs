@@ -190,6 +190,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_pixels: 4_000_000,
             min_side: 16,
+            decode_budget_bytes: 1 << 30,
         }
     }
 

@@ -15,6 +15,9 @@ use crate::domain::lora::TrainConfig;
 pub struct ImageStoreSettings {
     /// Images of analysed requests, by sha256; training reads corrected ones.
     pub dir: String,
+    /// Images older than this many days are deleted, except those of
+    /// corrected verdicts (training data); 0 keeps everything.
+    pub retain_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

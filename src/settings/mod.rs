@@ -50,6 +50,11 @@ pub struct KafkaSettings {
     pub session_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub max_poll_interval: Duration,
+    /// Dead letters carry the original message up to this many bytes; a
+    /// larger one is kept in the image store and referenced (docs/messages.md).
+    pub dlq_max_payload_bytes: usize,
+    /// Create missing topics at start (development stacks only).
+    pub create_topics: bool,
     /// Extra librdkafka settings, applied to consumer and producer. They may
     /// hold credentials (`sasl.password`, `ssl.key.password`), so their values
     /// never print.
@@ -81,6 +86,25 @@ pub struct WorkerSettings {
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     pub metrics_addr: String,
+    /// Base directory of `{"image": {"path": …}}` requests; required when
+    /// `allow_local_paths` is on.
+    pub local_paths_dir: String,
+    /// Hosts (exact names or IP literals) the URL fetcher may reach even
+    /// when they resolve to loopback, link-local or private addresses.
+    pub fetch_allow_hosts: Vec<String>,
+    /// Let the URL fetcher reach private, loopback and link-local addresses.
+    pub fetch_allow_private: bool,
+    /// Accept plain `http://` image URLs (default: `https://` only).
+    pub fetch_allow_http: bool,
+    /// Attempts at a transiently failing fetch (timeout, DNS, 5xx, 429)
+    /// before it is dead-lettered as `fetch_failed`.
+    pub fetch_max_attempts: u32,
+    /// Deliveries of one message that may end in a crash before it is
+    /// dead-lettered as `crash_loop`.
+    pub max_attempts: u32,
+    /// How far in the future a feedback `created_at` may lie (clock skew).
+    #[serde(with = "humantime_serde")]
+    pub feedback_max_skew: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +183,8 @@ pub struct ImageSettings {
     pub max_bytes: u64,
     pub max_pixels: u64,
     pub min_side: u32,
+    /// Decoded bytes all concurrent decodes together may hold.
+    pub decode_budget_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -163,6 +163,9 @@ impl DatabaseSettings {
     }
 }
 
+/// The most verdict rows one INSERT may carry.
+pub const MAX_WRITE_BATCH: usize = 65_535 / crate::store::VERDICT_BINDS;
+
 impl WorkerSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
         if self.max_in_flight == 0 {
@@ -179,6 +182,27 @@ impl WorkerSettings {
         }
         if self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid("worker.metrics_addr", "must be HOST:PORT"));
+        }
+        if self.write_batch_max > MAX_WRITE_BATCH {
+            return Err(invalid(
+                "worker.write_batch_max",
+                format!(
+                    "must be at most {MAX_WRITE_BATCH} (PostgreSQL's 65535 bind parameters over {} per verdict row), got {}",
+                    crate::store::VERDICT_BINDS, self.write_batch_max
+                ),
+            ));
+        }
+        if self.allow_local_paths && self.local_paths_dir.trim().is_empty() {
+            return Err(invalid(
+                "worker.local_paths_dir",
+                "must name the base directory when worker.allow_local_paths is on",
+            ));
+        }
+        if self.fetch_max_attempts == 0 {
+            return Err(invalid("worker.fetch_max_attempts", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
         Ok(())
     }

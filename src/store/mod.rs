@@ -73,6 +73,10 @@ pub struct NewVerdict {
     pub result: String,
 }
 
+/// Bind parameters one verdict row takes in `insert_verdicts`; the batch
+/// limit (`worker.write_batch_max`) keeps a statement within PostgreSQL's 65535.
+pub const VERDICT_BINDS: usize = 23;
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,

@@ -1,13 +1,12 @@
 //! Prometheus metrics and the /healthz + /metrics endpoint.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use super::health::Health;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -27,7 +26,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub write_batch_size: Histogram,
     pub stage_seconds: HistogramVec,
-    healthy: Arc<AtomicBool>,
+    /// What /healthz reports.
+    pub health: Health,
 }
 
 impl Metrics {
@@ -102,7 +102,7 @@ impl Metrics {
             in_flight,
             write_batch_size,
             stage_seconds,
-            healthy: Arc::new(AtomicBool::new(true)),
+            health: Health::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.consumed.clone()),
@@ -133,11 +133,6 @@ impl Metrics {
         self.stage_seconds
             .with_label_values(&[stage])
             .observe(seconds);
-    }
-
-    /// Unhealthy while a dependency is failing (retries in progress).
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -172,15 +167,18 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<Socket
     Ok(bound)
 }
 
-async fn healthz(State(m): State<Metrics>) -> (StatusCode, &'static str) {
-    if m.healthy.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
+/// 200 while every check passes, else 503; the body names each check.
+async fn healthz(
+    State(m): State<Metrics>,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let report = m.health.report();
+    let code = if m.health.is_healthy() {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "retrying a failing dependency\n",
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::to_string(&report).unwrap_or_default() + "\n";
+    (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
 #[cfg(test)]

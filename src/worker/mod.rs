@@ -8,6 +8,7 @@
 mod consume;
 pub mod feedback;
 pub mod fetch;
+pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::health::Check;
 use super::metrics::Metrics;
 use super::retry::{GaveUp, RetryPolicy};
 use crate::store::{NewVerdict, Store, StoreError};
@@ -137,7 +138,7 @@ async fn write_with_retry(
 ) -> Result<Vec<(Uuid, String)>, WriteError> {
     let insert = || store.insert_verdicts(verdicts);
     let on_retry = |e: &StoreError, wait: std::time::Duration| {
-        metrics.set_healthy(false);
+        metrics.health.fail(Check::Database, e.to_string());
         metrics.retries.with_label_values(&["persist"]).inc();
         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unavailable; retrying");
     };
@@ -146,7 +147,7 @@ async fn write_with_retry(
         .await
     {
         Ok((new, stored)) => {
-            metrics.set_healthy(true);
+            metrics.health.pass(Check::Database);
             metrics.verdicts_written.inc_by(new as u64);
             metrics
                 .duplicates

@@ -1,13 +1,8 @@
-//! The worker end to end: real broker (nisshi), real Postgres, real
-//! llama.cpp on the tiny model, the real `dfa worker` process; at the end,
-//! the `Processor` in-process over a fake backend (its dead-letter,
+//! The pipeline end to end: the real `dfa worker` process on the tiny model,
+//! then the `Processor` in-process over a fake backend (its dead-letter,
 //! duplicate and abandon decisions, in seconds).
-//! Needs `scripts/dev-up` (scripts/test runs it).
-//!
-//! Over 400 lines on purpose: one test binary per service set, so the tiny
-//! model and the `dfa` binary are built once for all of these tests.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,0 +1,9 @@
+//! The worker: real broker (nisshi), real Postgres, real llama.cpp on the
+//! tiny model, the real `dfa worker` process. Needs `scripts/dev-up`
+//! (scripts/test runs it). One test binary, one module per concern, so the
+//! tiny model and the `dfa` binary are built once for all of them.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod pipeline;
