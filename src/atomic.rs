@@ -2,10 +2,15 @@
 //! target's directory, synced, then renamed over the target. Readers (the
 //! engine loading an adapter, training reading an image) never see half a file.
 //! Every rename here is followed by a sync of the directory, so it survives a
-//! crash too.
+//! crash too, and a directory created on the way is synced into its parent.
+//! Temporary files are named `TEMP_PREFIX…`; one left by a crash is never
+//! renamed, so stores sweep them (`crate::images::ImageStore::clean_temp`).
 
 use std::io::Write;
 use std::path::Path;
+
+/// The name prefix of every temporary file written here.
+pub const TEMP_PREFIX: &str = ".tmp.";
 
 /// Writes `path` atomically with what `fill` writes, replacing any file there.
 /// The parent directory is created when missing.
@@ -28,14 +33,22 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes `bytes` to `path` atomically unless a file is there already
 /// (content-addressed stores: the same name always holds the same bytes).
-/// Returns whether this call created it.
+/// Returns whether this call created it. Either way the file is durable
+/// once this returns.
 pub fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     let mut tmp = temp_beside(path)?;
     tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    // `persist_noclobber` is renameat2(RENAME_NOREPLACE) where the file
+    // system has it, else link + unlink: never a window with a half file.
     match tmp.persist_noclobber(path) {
         Ok(_) => sync_parent(path).map(|()| true),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // Another writer renamed it in and may have crashed before syncing
+        // the directory: sync it here, the caller commits on our word.
+        // (Its bytes were synced before its rename.)
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            sync_parent(path).map(|()| false)
+        }
         Err(e) => Err(e.error),
     }
 }
@@ -53,20 +66,58 @@ pub fn publish(staged: &Path, target: &Path) -> std::io::Result<()> {
 }
 
 fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    tempfile::Builder::new().prefix(".tmp.").tempfile_in(dir)
+    let dir = parent_of(path);
+    create_dirs_durably(dir)?;
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
 }
 
-/// The rename is durable only once the directory entry is on disk.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
+/// The directory holding `path` ("." for a bare name).
+fn parent_of(path: &Path) -> &Path {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
-        _ => Ok(()),
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
+}
+
+/// Syncs the directory holding `path`: a rename, link or unlink in it is
+/// durable only once the directory entry is on disk.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    if path.parent().is_none() {
+        return Ok(()); // the root
+    }
+    std::fs::File::open(parent_of(path))?.sync_all()
+}
+
+/// `create_dir_all`, but each directory it creates is synced into its parent:
+/// a file synced into a new directory is lost in a crash if the directory's
+/// own entry is not on disk.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(at),
+            Err(e) => return Err(e),
+        }
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break,
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            // Lost a race with another writer, which may not have synced
+            // it yet: sync it all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        sync_parent(d)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -92,6 +143,18 @@ mod tests {
         assert!(!write_once(&p, b"two").unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), b"one");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_once_creates_missing_directories_and_names_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/digest");
+        assert!(write_once(&p, b"one").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        // A crash between write and rename leaves a TEMP_PREFIX file there.
+        let tmp = temp_beside(&p).unwrap();
+        let name = tmp.path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
     }
 
     #[test]

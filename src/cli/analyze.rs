@@ -14,6 +14,7 @@ use super::setup::start_engine;
 use super::AdapterChoice;
 use crate::engine::analyze::analyze_bytes;
 use crate::engine::Tasks;
+use crate::intake::Intake;
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
@@ -34,6 +35,8 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
     let loaded = start_engine(config_dir, &args.adapter).await?;
     let settings = &loaded.settings;
     let engine = &loaded.engine;
+    // One decode budget for every image this command decodes at once.
+    let intake = &Intake::new(&settings.image);
     let tasks = Tasks::requested(
         args.explain,
         settings.analysis.explain_threshold,
@@ -56,7 +59,7 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
                         Uuid::new_v4(),
                         std::sync::Arc::new(bytes),
                         tasks,
-                        &settings.image,
+                        intake,
                         &settings.analysis,
                     )
                     .await

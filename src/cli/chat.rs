@@ -15,7 +15,7 @@ use crate::domain::prompts::Turn;
 use crate::domain::{Label, Verdict};
 use crate::engine::analyze::analyze_bytes;
 use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
-use crate::intake::decode_off_thread;
+use crate::intake::Intake;
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -27,6 +27,7 @@ pub struct ChatArgs {
 pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let loaded = start_engine(config_dir, &args.adapter).await?;
     let (settings, engine) = (&loaded.settings, &loaded.engine);
+    let intake = Intake::new(&settings.image);
     let bytes = std::sync::Arc::new(
         tokio::fs::read(&args.image)
             .await
@@ -41,7 +42,7 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
         Uuid::new_v4(),
         bytes.clone(),
         tasks,
-        &settings.image,
+        &intake,
         &settings.analysis,
     )
     .await?;
@@ -64,7 +65,7 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
             answer: explanation.clone(),
         });
     }
-    let (image, _) = decode_off_thread(bytes, settings.image.clone()).await;
+    let (image, _) = intake.decode(bytes).await;
     let image = image?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {

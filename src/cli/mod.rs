@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod chat;
+mod images;
 mod models;
 mod retrain;
 mod setup;
@@ -51,6 +52,9 @@ enum Command {
     /// LoRA adapters made elsewhere.
     #[command(subcommand)]
     Lora(retrain::LoraCommand),
+    /// The image store: retention.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
 }
 
 /// `--adapter FILE | --no-adapter`; neither: the setting `model.adapter`.
@@ -92,6 +96,7 @@ pub fn main() -> ExitCode {
             Command::Retrain(args) => retrain::run_retrain(&cli.config_dir, args).await,
             Command::Adapters(cmd) => retrain::run_adapters(&cli.config_dir, cmd).await,
             Command::Lora(cmd) => retrain::run_lora(&cli.config_dir, cmd).await,
+            Command::Images(cmd) => images::run(&cli.config_dir, cmd).await,
         }
     });
     match result {

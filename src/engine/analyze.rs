@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::domain::verdict::Labelled;
 use crate::domain::{parse_artifacts, Answer, Timings, Verdict};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Tasks};
-use crate::intake::{decode_off_thread, ImageError};
-use crate::settings::{AnalysisSettings, ImageSettings};
+use crate::intake::{ImageError, Intake};
+use crate::settings::AnalysisSettings;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AnalyzeError {
@@ -31,17 +31,19 @@ impl AnalyzeError {
     }
 }
 
-/// Screens one image and assembles its verdict.
+/// Screens one image and assembles its verdict. The image is decoded within
+/// `intake`'s budget, and its share is held until the engine has made its
+/// own input from it.
 pub async fn analyze_bytes<B: Backend>(
     backend: &B,
     request_id: Uuid,
     bytes: Arc<Vec<u8>>,
     tasks: Tasks,
-    image_limits: &ImageSettings,
+    intake: &Intake,
     analysis: &AnalysisSettings,
 ) -> Result<Verdict, AnalyzeError> {
     let started = Instant::now();
-    let (image, decode_ms) = decode_off_thread(bytes, image_limits.clone()).await;
+    let (image, decode_ms) = intake.decode(bytes).await;
     let image = image?;
     let result = backend.analyze(AnalysisRequest { image, tasks }).await?;
     let mut verdict = assemble_verdict(request_id, result, analysis.threshold);

@@ -237,15 +237,21 @@ impl Settings {
             builder = builder.add_source(File::from(config_dir.join(format!("{name}.toml"))));
         }
         if with_env_vars {
-            builder = builder.add_source(
-                Environment::with_prefix("DFA")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            );
+            builder = builder.add_source(environment());
         }
         Self::build(builder)
     }
+}
+
+/// `DFA__SECTION__KEY` variables; list settings are comma-separated.
+fn environment() -> Environment {
+    Environment::with_prefix("DFA")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        // DFA__WORKER__FETCH_ALLOW_HOSTS=a.example,b.example
+        .list_separator(",")
+        .with_list_parse_key("worker.fetch_allow_hosts")
 }
 
 #[cfg(test)]
@@ -271,6 +277,20 @@ mod tests {
         assert!(!printed.contains("s3cret"), "{printed}");
         assert_eq!(s.database.url.expose_secret(), "postgres://u:hunter2@h/db");
         assert_eq!(s.kafka.options["sasl.password"].expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn fetch_allow_hosts_is_a_comma_separated_env_list() {
+        let vars = [(
+            "DFA__WORKER__FETCH_ALLOW_HOSTS".to_string(),
+            "a.example,127.0.0.1".to_string(),
+        )];
+        let env = environment().source(Some(vars.into_iter().collect()));
+        let loaded = Settings::build(Settings::defaults().add_source(env));
+        let hosts = loaded
+            .map(|s| s.worker.fetch_allow_hosts)
+            .unwrap_or_default();
+        assert_eq!(hosts, ["a.example", "127.0.0.1"]);
     }
 
     #[test]

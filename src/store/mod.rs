@@ -1,21 +1,21 @@
-//! Postgres: verdicts, images, rejected requests, conversations. Writes are
-//! idempotent, keyed by `request_id` (verdicts) or by the source offset
-//! (rejections), so redelivered messages never double a row.
+//! Postgres: verdicts, images, rejected requests, conversations, delivery
+//! counts. Writes are idempotent, keyed by `request_id` (verdicts) or by the
+//! source offset (rejections), so redelivered messages never double a row;
+//! delivery counts (`deliveries`) are the one thing a redelivery changes.
 
+pub mod binds;
+mod deliveries;
+mod images;
 mod learning;
+mod verdicts;
 
 pub use learning::{CorrectionWrite, RegistryError};
-
-use std::collections::HashSet;
+pub use verdicts::{NewVerdict, StoredResult, Written, VERDICT_BINDS};
 
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::Verdict;
 use crate::settings::DatabaseSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,24 +59,6 @@ pub struct Source {
     pub offset: i64,
 }
 
-/// A verdict to store, with what the request said about it.
-#[derive(Debug, Clone)]
-pub struct NewVerdict {
-    pub verdict: Verdict,
-    pub tenant: Option<String>,
-    pub metadata: Value,
-    pub image_sha256: String,
-    pub image_bytes: i64,
-    pub image_source: String,
-    pub source: Source,
-    /// The exact result message to publish.
-    pub result: String,
-}
-
-/// Bind parameters one verdict row takes in `insert_verdicts`; the batch
-/// limit (`worker.write_batch_max`) keeps a statement within PostgreSQL's 65535.
-pub const VERDICT_BINDS: usize = 23;
-
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -111,42 +93,6 @@ impl Store {
         Ok(())
     }
 
-    /// The stored result message of a request, if it was analysed before.
-    pub async fn find_result(&self, request_id: Uuid) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT result::text FROM verdicts WHERE request_id = $1")
-                .bind(request_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| r.0))
-    }
-
-    /// Inserts a batch in one transaction. A request already stored keeps its
-    /// first row; the returned results are the stored ones, so a duplicate
-    /// republishes exactly what the first delivery published. Also returns
-    /// how many rows were new.
-    pub async fn insert_verdicts(
-        &self,
-        batch: &[NewVerdict],
-    ) -> Result<(usize, Vec<(Uuid, String)>), StoreError> {
-        if batch.is_empty() {
-            return Ok((0, Vec::new()));
-        }
-        let mut tx = self.pool.begin().await?;
-        insert_images(&mut tx, batch).await?;
-        let new = insert_verdict_rows(&mut tx, batch).await?;
-        insert_conversations(&mut tx, batch, &new).await?;
-        let ids: Vec<Uuid> = batch.iter().map(|n| n.verdict.request_id).collect();
-        let stored: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT request_id, result::text FROM verdicts WHERE request_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((new.len(), stored))
-    }
-
     /// Records a dead-lettered message once per source offset.
     pub async fn record_rejection(
         &self,
@@ -172,104 +118,4 @@ impl Store {
         .await?;
         Ok(())
     }
-}
-
-type Tx<'a> = sqlx::Transaction<'a, Postgres>;
-
-/// The images of a batch, each once (content-addressed).
-async fn insert_images(tx: &mut Tx<'_>, batch: &[NewVerdict]) -> Result<(), sqlx::Error> {
-    let mut images =
-        QueryBuilder::<Postgres>::new("INSERT INTO images (sha256, byte_size, first_source) ");
-    images.push_values(batch, |mut b, v| {
-        b.push_bind(&v.image_sha256)
-            .push_bind(v.image_bytes)
-            .push_bind(&v.image_source);
-    });
-    images.push(" ON CONFLICT (sha256) DO NOTHING");
-    images.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// The verdict rows; returns the request ids that were new.
-async fn insert_verdict_rows(
-    tx: &mut Tx<'_>,
-    batch: &[NewVerdict],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO verdicts (request_id, tenant, label, p_fake, forgery_type, type_scores, \
-         artifacts, explanation, answers, image_sha256, image_source, base_model_sha256, \
-         mmproj_sha256, adapter_id, adapter_sha256, processing_ms, timings_ms, metadata, \
-         source_topic, source_partition, source_offset, result, created_at) ",
-    );
-    q.push_values(batch, |mut b, n| {
-        let v = &n.verdict;
-        let adapter = v.model.adapter.as_ref();
-        b.push_bind(v.request_id)
-            .push_bind(&n.tenant)
-            .push_bind(v.label)
-            .push_bind(v.p_fake)
-            .push_bind(v.forgery_type)
-            .push_bind(Json(&v.type_scores))
-            .push_bind(Json(&v.artifacts))
-            .push_bind(&v.explanation)
-            .push_bind(Json(&v.answers))
-            .push_bind(&n.image_sha256)
-            .push_bind(&n.image_source)
-            .push_bind(&v.model.base_sha256)
-            .push_bind(&v.model.mmproj_sha256)
-            .push_bind(adapter.map(|a| a.id.clone()))
-            .push_bind(adapter.map(|a| a.sha256.clone()))
-            .push_bind(v.timings_ms.total)
-            .push_bind(Json(&v.timings_ms))
-            .push_bind(&n.metadata)
-            .push_bind(&n.source.topic)
-            .push_bind(n.source.partition)
-            .push_bind(n.source.offset)
-            .push_bind(&n.result)
-            .push_unseparated("::json")
-            .push_bind(v.created_at);
-    });
-    q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-    let inserted: Vec<(Uuid,)> = q.build_query_as().fetch_all(&mut **tx).await?;
-    Ok(inserted.into_iter().map(|r| r.0).collect())
-}
-
-/// The conversation of each new verdict: its questions and answers, as turns.
-async fn insert_conversations(
-    tx: &mut Tx<'_>,
-    batch: &[NewVerdict],
-    new: &HashSet<Uuid>,
-) -> Result<(), sqlx::Error> {
-    let turns: Vec<(Uuid, i32, &str, &str)> = batch
-        .iter()
-        .filter(|n| new.contains(&n.verdict.request_id))
-        .flat_map(|n| {
-            let id = n.verdict.request_id;
-            n.verdict
-                .answers
-                .iter()
-                .zip(0i32..)
-                .flat_map(move |(a, i)| {
-                    [
-                        (id, 2 * i, "user", a.question.as_str()),
-                        (id, 2 * i + 1, "assistant", a.answer.as_str()),
-                    ]
-                })
-        })
-        .collect();
-    if turns.is_empty() {
-        return Ok(());
-    }
-    let mut m = QueryBuilder::<Postgres>::new(
-        "INSERT INTO conversation_messages (request_id, turn, role, content) ",
-    );
-    m.push_values(&turns, |mut b, t| {
-        b.push_bind(t.0)
-            .push_bind(t.1)
-            .push_bind(t.2)
-            .push_bind(t.3);
-    });
-    m.push(" ON CONFLICT DO NOTHING");
-    m.build().execute(&mut **tx).await?;
-    Ok(())
 }

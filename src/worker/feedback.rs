@@ -1,6 +1,8 @@
 //! Feedback messages: a reviewer's correction of a stored verdict. Parsing
 //! and validation are pure; the worker stores the result idempotently.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -28,7 +30,14 @@ struct Wire {
 }
 
 /// Parses one feedback payload; errors carry the same kinds as requests'.
-pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
+///
+/// `created_at` may lie at most `max_skew` after `now` (the caller's clock,
+/// passed in so that parsing stays pure).
+pub fn parse_feedback(
+    payload: &[u8],
+    now: DateTime<Utc>,
+    max_skew: Duration,
+) -> Result<Correction, RequestError> {
     let wire: Wire = from_json(payload, "feedback")?;
     // schema_version is optional here (1 when absent), but never another one.
     if let Some(v) = wire.schema_version {
@@ -48,6 +57,7 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
     let created_at = wire
         .created_at
         .ok_or(RequestError::MissingField("created_at"))?;
+    check_not_future(created_at, now, max_skew)?;
     if label == Label::Real && wire.forgery_type.is_some() {
         return Err(RequestError::invalid(
             "forgery_type",
@@ -99,10 +109,40 @@ pub fn parse_feedback(payload: &[u8]) -> Result<Correction, RequestError> {
     })
 }
 
+/// The latest `created_at` wins, so a correction dated in the far future
+/// would outrank every later one for good. It is refused rather than clamped
+/// to `now`: a clamped timestamp would move with each redelivery (breaking
+/// "the same message twice changes nothing") and would still store a date the
+/// reviewer never gave. Kafka brokers do the same with record timestamps
+/// (`log.message.timestamp.after.max.ms`, KIP-937: too far ahead is refused).
+fn check_not_future(
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max_skew: Duration,
+) -> Result<(), RequestError> {
+    // A skew too large for chrono to add puts no bound at all.
+    let latest = chrono::TimeDelta::from_std(max_skew)
+        .ok()
+        .and_then(|skew| now.checked_add_signed(skew));
+    match latest {
+        Some(latest) if created_at > latest => Err(RequestError::invalid(
+            "created_at",
+            format!(
+                "{} lies in the future: at most {}s after the worker's clock ({})",
+                created_at.to_rfc3339(),
+                max_skew.as_secs(),
+                now.to_rfc3339()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl<B: Backend> Processor<B> {
     /// Stores a correction; an unknown request_id is dead-lettered.
     pub(super) async fn process_feedback(&self, msg: &Incoming) -> Step<Outcome> {
-        let correction = parse_feedback(&msg.payload)
+        let max_skew = self.settings.worker.feedback_max_skew;
+        let correction = parse_feedback(&msg.payload, Utc::now(), max_skew)
             .map_err(|e| Halt::reject(None, e.kind(), e.to_string()))?;
         let request_id = Some(correction.request_id);
         tracing::Span::current()
@@ -134,9 +174,65 @@ mod tests {
     use super::*;
 
     const ID: &str = "6f1c3a52-9a4e-4c9b-8d0e-2b7f9d1e4a10";
+    const SKEW: Duration = Duration::from_secs(300);
+
+    /// A fixed worker clock, so that the skew tests are deterministic.
+    fn now() -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse().unwrap()
+    }
 
     fn parse(json: serde_json::Value) -> Result<Correction, RequestError> {
-        parse_feedback(json.to_string().as_bytes())
+        parse_feedback(json.to_string().as_bytes(), now(), SKEW)
+    }
+
+    fn dated(created_at: DateTime<Utc>) -> Result<Correction, RequestError> {
+        parse(serde_json::json!({
+            "request_id": ID, "reviewer": "ana", "label": "real",
+            "created_at": created_at.to_rfc3339()
+        }))
+    }
+
+    #[test]
+    fn created_at_within_the_skew_is_accepted() {
+        for ahead in [
+            chrono::TimeDelta::days(-400),
+            chrono::TimeDelta::zero(),
+            chrono::TimeDelta::seconds(299),
+            chrono::TimeDelta::seconds(300),
+        ] {
+            let at = now() + ahead;
+            assert_eq!(dated(at).unwrap().created_at, at, "{ahead}");
+        }
+    }
+
+    #[test]
+    fn created_at_beyond_the_skew_is_refused_by_field() {
+        for ahead in [
+            chrono::TimeDelta::seconds(301),
+            chrono::TimeDelta::days(1),
+            chrono::TimeDelta::days(365 * 7000),
+        ] {
+            match dated(now() + ahead) {
+                Err(RequestError::InvalidField { field, reason }) => {
+                    assert_eq!(field, "created_at", "{ahead}");
+                    assert!(reason.contains("future"), "{reason}");
+                }
+                other => panic!("{ahead} ahead: {other:?}"),
+            }
+        }
+        let year_9999 = serde_json::json!({
+            "request_id": ID, "reviewer": "ana", "label": "real",
+            "created_at": "9999-12-31T23:59:59Z"
+        });
+        assert_eq!(parse(year_9999).unwrap_err().kind(), "invalid_field");
+        // A skew chrono cannot add to now bounds nothing rather than failing.
+        let far = now() + chrono::TimeDelta::days(365 * 7000);
+        let huge = Duration::from_secs(u64::MAX);
+        let json = format!(
+            r#"{{"request_id":"{ID}","reviewer":"ana","label":"real","created_at":"{}"}}"#,
+            far.to_rfc3339()
+        );
+        assert!(parse_feedback(json.as_bytes(), now(), huge).is_ok());
     }
 
     #[test]
@@ -192,6 +288,9 @@ mod tests {
             parse(m).unwrap_err(),
             RequestError::MissingField("created_at")
         ));
-        assert_eq!(parse_feedback(b"{nope").unwrap_err().kind(), "invalid_json");
+        assert_eq!(
+            parse_feedback(b"{nope", now(), SKEW).unwrap_err().kind(),
+            "invalid_json"
+        );
     }
 }

@@ -15,8 +15,10 @@ use serde::Serialize;
 pub enum Check {
     /// PostgreSQL: verdict writes and rejection records.
     Database,
-    /// Kafka: consuming, producing results and dead letters.
+    /// Kafka, producing: results and dead letters.
     Broker,
+    /// Kafka, consuming: fetching requests and feedback.
+    Consumer,
     /// The topics the worker consumes and produces exist.
     Topics,
     /// The image store directory is writable.
@@ -28,9 +30,10 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 7] = [
         Check::Database,
         Check::Broker,
+        Check::Consumer,
         Check::Topics,
         Check::ImageStore,
         Check::Engine,

@@ -2,11 +2,11 @@
 
 use std::net::SocketAddr;
 
+use super::health::Health;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use super::health::Health;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -19,6 +19,9 @@ pub struct Metrics {
     pub verdicts_written: IntCounter,
     pub duplicates: IntCounter,
     pub dead_lettered: IntCounterVec,
+    /// Dead letters the dead-letter topic refused for good (their originals
+    /// are kept on disk and their rejections recorded).
+    pub dead_letters_unsent: IntCounterVec,
     pub retries: IntCounterVec,
     pub corrections: IntCounterVec,
     /// 1 for the adapter this worker serves ("none": the base model).
@@ -47,6 +50,14 @@ impl Metrics {
             Opts::new(
                 "dfa_dead_lettered_total",
                 "Messages sent to the dead-letter topic",
+            ),
+            &["kind"],
+        )
+        .expect("constant metric definition");
+        let dead_letters_unsent = IntCounterVec::new(
+            Opts::new(
+                "dfa_dead_letters_unsent_total",
+                "Dead letters the dead-letter topic refused; recorded in Postgres, original kept on disk",
             ),
             &["kind"],
         )
@@ -96,6 +107,7 @@ impl Metrics {
             verdicts_written,
             duplicates,
             dead_lettered,
+            dead_letters_unsent,
             retries,
             corrections,
             serving_adapter,
@@ -109,6 +121,7 @@ impl Metrics {
             Box::new(m.verdicts_written.clone()),
             Box::new(m.duplicates.clone()),
             Box::new(m.dead_lettered.clone()),
+            Box::new(m.dead_letters_unsent.clone()),
             Box::new(m.retries.clone()),
             Box::new(m.corrections.clone()),
             Box::new(m.serving_adapter.clone()),

@@ -6,6 +6,7 @@
 //! crash yields one row and an identical result message.
 
 mod consume;
+pub mod fatal;
 pub mod feedback;
 pub mod fetch;
 pub mod health;
@@ -71,15 +72,34 @@ pub async fn run_serving<B: Backend + 'static>(
         abandon.clone(),
     ));
     let follower = follow_registry(&processor, initial, &stop);
+    // Cleans the image store's stale temp files at start, then applies
+    // image_store.retain_days hourly.
+    let sweeper = crate::images::spawn_sweeper(
+        processor.images.clone(),
+        processor.store.clone(),
+        &settings.image_store,
+        stop.clone(),
+    );
+    let health = processor.metrics.health.clone();
+    let topic_watch = consume::topics::ensure(&settings.kafka, &health, &stop).await?;
     let grace = w.shutdown_grace;
-    let intake = Intake::subscribe(&settings.kafka, processor, grace)?;
+    let mut intake = Intake::subscribe(
+        &settings.kafka,
+        processor.clone(),
+        grace,
+        w.max_in_flight,
+        health,
+    )?;
 
-    intake.run_until(&stop, w.max_in_flight).await;
+    intake.run_until(&stop).await;
     intake.drain(grace, &abandon).await;
-    intake.commit().await?;
+    intake.close().await?;
     flush(producer).await?;
-    if let Some(f) = follower {
-        f.abort();
+    for task in [follower, topic_watch, Some(sweeper)].into_iter().flatten() {
+        task.abort();
+    }
+    if let Some(reason) = processor.fatal.reason() {
+        anyhow::bail!("worker stopped: {reason}");
     }
     tracing::info!("worker stopped");
     Ok(())
@@ -135,10 +155,11 @@ fn follow_registry<B: Backend + 'static>(
     })
 }
 
-/// Waits for the results and dead letters still queued in the producer.
+/// Waits (bounded) for the results and dead letters still queued in the
+/// producer; every request task has ended, so little or nothing is left.
 async fn flush(producer: FutureProducer) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
-        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10))
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
     })
     .await
     .context("flush thread")?

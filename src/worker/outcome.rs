@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::kafka::SendError;
 use super::retry::GaveUp;
 use super::writer::WriteError;
 use crate::engine::analyze::AnalyzeError;
@@ -78,14 +79,55 @@ impl Halt {
         }
     }
 
+    /// A result that could not be published. One the results topic will
+    /// never take is dead-lettered (Kafka Connect's `errors.tolerance`:
+    /// a record that cannot be produced goes to the DLQ, and the partition
+    /// moves on); shutdown, or a producer that must be restarted, leaves the
+    /// request to be redelivered (its verdict is stored: it is republished).
+    pub(super) fn from_send(e: SendError, request_id: Uuid, result_bytes: usize) -> Halt {
+        let reason = format!("{e} (result of {result_bytes} bytes)");
+        match e {
+            SendError::Cancelled | SendError::Fatal { .. } => Halt::Abandon,
+            SendError::TooLarge { .. } => {
+                Halt::reject(Some(request_id), "result_too_large", reason)
+            }
+            SendError::Refused { .. } => Halt::reject(Some(request_id), "publish_refused", reason),
+        }
+    }
+
     pub(super) fn from_write(e: WriteError, request_id: Uuid) -> Halt {
         match e {
             WriteError::Cancelled => Halt::Abandon,
             e @ WriteError::Rejected(_) => {
                 Halt::reject(Some(request_id), "database_rejected", e.to_string())
             }
+            WriteError::Conflict(reason) => {
+                Halt::reject(Some(request_id), "request_id_conflict", reason)
+            }
         }
     }
+}
+
+/// A message delivered `attempts` times (this delivery included) whose
+/// earlier deliveries never finished: each time, the worker holding it died
+/// (OOM, crash) or let it go unfinished. Past `max_attempts` of those it is
+/// dead-lettered rather than handed to the next worker to die on, as a
+/// poison message is after its delivery limit in SQS (`maxReceiveCount`) or
+/// RabbitMQ quorum queues (`delivery-limit`). A first delivery always passes
+/// (`max_attempts` is at least 1).
+pub(super) fn check_deliveries(attempts: i32, max_attempts: u32) -> Step<()> {
+    let unfinished = i64::from(attempts) - 1;
+    if unfinished < i64::from(max_attempts) {
+        return Ok(());
+    }
+    Err(Halt::reject(
+        None,
+        "crash_loop",
+        format!(
+            "delivery {attempts}: the {unfinished} deliveries before it never finished \
+             (the worker died or stopped with it in flight; worker.max_attempts = {max_attempts})"
+        ),
+    ))
 }
 
 /// A message sent to the dead-letter topic is finished once its audit row
@@ -153,6 +195,72 @@ mod tests {
         assert_eq!(Halt::from_write(WriteError::Cancelled, id()), Halt::Abandon);
         let refused = Halt::from_write(WriteError::Rejected("constraint".into()), id());
         assert_eq!(kind_of(refused), Some("database_rejected"));
+    }
+
+    #[test]
+    fn a_request_id_stored_for_another_request_is_a_conflict() {
+        let halt = Halt::from_write(WriteError::Conflict("hash differs".into()), id());
+        let Halt::Reject(r) = halt else {
+            panic!("a conflict is rejected")
+        };
+        assert_eq!(r.kind, "request_id_conflict");
+        assert_eq!(r.request_id, Some(id()));
+        assert_eq!(r.reason, "hash differs");
+    }
+
+    #[test]
+    fn only_more_unfinished_deliveries_than_max_attempts_is_a_crash_loop() {
+        assert_eq!(check_deliveries(1, 1), Ok(()), "a first delivery passes");
+        assert_eq!(check_deliveries(1, 3), Ok(()));
+        assert_eq!(
+            check_deliveries(3, 3),
+            Ok(()),
+            "two crashes of three allowed"
+        );
+        assert_eq!(
+            check_deliveries(4, 3).map_err(kind_of),
+            Err(Some("crash_loop"))
+        );
+        assert_eq!(
+            check_deliveries(2, 1).map_err(kind_of),
+            Err(Some("crash_loop"))
+        );
+        let Err(Halt::Reject(r)) = check_deliveries(9, 3) else {
+            panic!("nine deliveries with three allowed")
+        };
+        assert!(r.reason.contains("delivery 9"), "{}", r.reason);
+        assert!(r.reason.contains("8 deliveries"), "{}", r.reason);
+        assert_eq!(r.request_id, None, "not parsed: its id is unknown");
+    }
+
+    #[test]
+    fn a_result_never_publishable_is_rejected_and_shutdown_abandons() {
+        let too_large = SendError::TooLarge {
+            topic: "results".into(),
+            reason: "Message size too large".into(),
+        };
+        let halt = Halt::from_send(too_large, id(), 1_200_000);
+        let Halt::Reject(r) = halt else {
+            panic!("a result too large is rejected")
+        };
+        assert_eq!((r.kind, r.request_id), ("result_too_large", Some(id())));
+        assert!(r.reason.contains("1200000 bytes"), "{}", r.reason);
+        let refused = SendError::Refused {
+            topic: "results".into(),
+            reason: "Topic authorization failed".into(),
+        };
+        assert_eq!(
+            kind_of(Halt::from_send(refused, id(), 10)),
+            Some("publish_refused")
+        );
+        assert_eq!(
+            Halt::from_send(SendError::Cancelled, id(), 1),
+            Halt::Abandon
+        );
+        let fatal = SendError::Fatal {
+            reason: "fenced".into(),
+        };
+        assert_eq!(Halt::from_send(fatal, id(), 1), Halt::Abandon);
     }
 
     #[test]

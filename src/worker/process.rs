@@ -13,19 +13,22 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::fatal::Fatal;
 use super::fetch::Fetcher;
-use super::kafka::{Publisher, HEADER_TRACEPARENT};
+use super::health::Check;
+use super::kafka::{DeadLetterSent, Letter, Publisher, SendError, HEADER_TRACEPARENT};
 use super::metrics::Metrics;
 pub use super::outcome::Outcome;
-use super::outcome::{dead_letter_outcome, Halt, Reject, Step};
-use super::request::{parse_request, Request};
+use super::outcome::{check_deliveries, dead_letter_outcome, Halt, Reject, Step};
+use super::request::{parse_request, request_sha256, Request};
 use super::retry::{GaveUp, RetryPolicy, Transient};
 use super::trace;
-use super::writer::Writer;
+use super::writer::{conflict, WriteError, Writer};
 use crate::domain::Verdict;
 use crate::engine::analyze::analyze_bytes;
 use crate::engine::{Backend, Tasks};
 use crate::images::ImageStore;
+use crate::intake::Intake;
 use crate::settings::Settings;
 use crate::store::{NewVerdict, Source, Store};
 
@@ -65,6 +68,7 @@ struct Fetched {
 fn new_verdict(
     msg: &Incoming,
     request: &Request,
+    request_sha256: String,
     image: Fetched,
     verdict: Verdict,
 ) -> Result<NewVerdict, serde_json::Error> {
@@ -87,6 +91,7 @@ fn new_verdict(
         image_bytes: image.bytes.len() as i64,
         image_sha256: image.sha256,
         image_source: source_ref,
+        request_sha256,
         source: msg.source.clone(),
         result,
     })
@@ -99,12 +104,16 @@ pub struct Processor<B> {
     pub publisher: Publisher,
     pub fetcher: Fetcher,
     pub images: ImageStore,
+    /// Image decoding within the process's decode memory budget.
+    pub intake: Intake,
     pub metrics: Metrics,
     pub settings: Settings,
     pub retry: RetryPolicy,
     /// Cancelled when the shutdown grace period is over: work in progress
     /// then gives up and stays unfinished.
     pub cancel: CancellationToken,
+    /// Raised when a stage the worker needs (engine, writer) has ended.
+    pub fatal: Fatal,
 }
 
 impl<B: Backend> Processor<B> {
@@ -127,28 +136,69 @@ impl<B: Backend> Processor<B> {
             retry,
             cancel.clone(),
         );
-        let publisher = Publisher::new(
-            producer,
-            &settings.kafka,
-            retry,
-            metrics.clone(),
-            cancel.clone(),
-        );
+        let publisher = Publisher::new(producer, &settings, retry, metrics.clone(), cancel.clone());
         Processor {
             backend,
             store,
             writer,
             publisher,
-            fetcher: Fetcher::new(w.fetch_timeout, settings.image.max_bytes),
+            fetcher: Fetcher::new(w, &settings.image),
             images: ImageStore::new(&settings.image_store.dir),
+            intake: Intake::new(&settings.image),
             metrics,
             retry,
             cancel,
+            fatal: Fatal::new(),
             settings,
         }
     }
 
-    pub async fn handle(&self, msg: Incoming) -> Outcome {
+    /// Processes one message to its end. Only shutdown may leave a message
+    /// unfinished; if one is abandoned while the worker is not shutting
+    /// down, a stage it needs has died, and the worker must not go on.
+    pub async fn handle(&self, msg: &Incoming) -> Outcome {
+        let outcome = self.handle_traced(msg).await;
+        if outcome == Outcome::Abandoned && self.cancel.is_cancelled() {
+            self.release_delivery(msg).await;
+        } else if outcome == Outcome::Abandoned && self.fatal.reason().is_none() {
+            let (check, reason) = if self.writer.is_closed() {
+                (Check::Writer, "the verdict writer task ended")
+            } else {
+                (Check::Engine, "the engine thread ended")
+            };
+            self.metrics.health.fail(check, reason);
+            self.fatal.raise(reason);
+        }
+        outcome
+    }
+
+    /// A graceful shutdown let `msg` go unfinished: that delivery was not a
+    /// crash. Best effort, bounded: if it fails, the message merely counts
+    /// one delivery more towards `worker.max_attempts`.
+    async fn release_delivery(&self, msg: &Incoming) {
+        let released = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.store.release_delivery(&msg.source),
+        )
+        .await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::debug!("delivery count not released at shutdown");
+        }
+    }
+
+    /// A panic while processing `msg` (a bug, not bad input): dead-lettered
+    /// with the panic's message, so its partition moves on.
+    pub async fn handle_panic(&self, msg: &Incoming, panic: &str) -> Outcome {
+        tracing::error!(panic, "processing panicked");
+        let reject = Reject {
+            request_id: None,
+            kind: "internal_error",
+            reason: format!("processing panicked: {panic}"),
+        };
+        self.dead_letter(msg, reject, None).await
+    }
+
+    async fn handle_traced(&self, msg: &Incoming) -> Outcome {
         let propagate = self.settings.telemetry.propagate_trace_context;
         let parent = msg
             .headers
@@ -170,26 +220,45 @@ impl<B: Backend> Processor<B> {
                 None
             };
             let traceparent = traceparent.as_deref();
-            let processed = if msg.source.topic == self.settings.kafka.feedback_topic {
-                self.process_feedback(&msg).await
-            } else {
-                self.process(&msg, traceparent).await
+            let processed = match self.note_delivery(msg).await {
+                Err(halt) => Err(halt),
+                Ok(()) if msg.source.topic == self.settings.kafka.feedback_topic => {
+                    self.process_feedback(msg).await
+                }
+                Ok(()) => self.process(msg, traceparent).await,
             };
             match processed {
                 Ok(outcome) => outcome,
                 Err(Halt::Abandon) => Outcome::Abandoned,
-                Err(Halt::Reject(reject)) => self.dead_letter(&msg, reject, traceparent).await,
+                Err(Halt::Reject(reject)) => self.dead_letter(msg, reject, traceparent).await,
             }
         }
         .instrument(span)
         .await
     }
 
+    /// Counts this delivery of `msg` durably, before anything else is done
+    /// with it, and dead-letters it as `crash_loop` when too many deliveries
+    /// before it never finished. Counts are batched by the writer task (one
+    /// statement for all messages waiting) and retried while the database
+    /// is down; a count the database refuses lets the message through.
+    async fn note_delivery(&self, msg: &Incoming) -> Step<()> {
+        match self.writer.note_delivery(msg.source.clone()).await {
+            Ok(attempts) => check_deliveries(attempts, self.settings.worker.max_attempts),
+            Err(WriteError::Cancelled) => Err(Halt::Abandon),
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery not counted; processing it anyway");
+                Ok(())
+            }
+        }
+    }
+
     /// A request's phases, each ending the message early when it must.
     async fn process(&self, msg: &Incoming, traceparent: Option<&str>) -> Step<Outcome> {
         let request = self.parse(msg)?;
+        let (request, request_sha256) = self.hash_request(request).await?;
         // A redelivered or duplicated request: republish what was stored.
-        if let Some(result) = self.find_existing(request.request_id).await {
+        if let Some(result) = self.find_existing(&request, &request_sha256).await? {
             self.metrics.duplicates.inc();
             self.publish(&request, &result, traceparent).await?;
             return Ok(Outcome::Duplicate);
@@ -199,7 +268,7 @@ impl<B: Backend> Processor<B> {
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
         self.keep_image(&request, &image).await?;
-        let new = new_verdict(msg, &request, image, verdict)
+        let new = new_verdict(msg, &request, request_sha256, image, verdict)
             .map_err(|e| Halt::reject(Some(request.request_id), "serialize", e.to_string()))?;
         let result = self.persist(&request, new).await?;
         self.publish(&request, &result, traceparent).await?;
@@ -214,25 +283,56 @@ impl<B: Backend> Processor<B> {
         Ok(request)
     }
 
-    async fn find_existing(&self, request_id: Uuid) -> Option<String> {
-        // A failed lookup is not fatal: the insert is idempotent anyway.
-        match self.store.find_result(request_id).await {
-            Ok(found) => found,
+    /// The request's hash (`request::request_sha256`), computed off the
+    /// async threads: it reads an inline image's bytes.
+    async fn hash_request(&self, request: Request) -> Step<(Request, String)> {
+        let id = request.request_id;
+        tokio::task::spawn_blocking(move || {
+            let sha256 = request_sha256(&request);
+            (request, sha256)
+        })
+        .await
+        .map_err(|e| Halt::reject(Some(id), "internal_error", format!("hashing panicked: {e}")))
+    }
+
+    /// The result stored for this request, if it was analysed before; a
+    /// `request_id_conflict` when its id is stored for another request.
+    /// Looked up through the writer task, batched with every lookup waiting.
+    async fn find_existing(&self, request: &Request, request_sha256: &str) -> Step<Option<String>> {
+        let id = request.request_id;
+        match self.writer.lookup(id).await {
+            Ok(Some(stored)) if stored.answers(request_sha256) => Ok(Some(stored.result)),
+            Ok(Some(stored)) => Err(Halt::from_write(
+                conflict(id, stored.request_sha256.as_deref(), request_sha256),
+                id,
+            )),
+            Ok(None) => Ok(None),
+            Err(WriteError::Cancelled) => Err(Halt::Abandon),
+            // A failed lookup is not fatal: the insert decides again.
             Err(e) => {
                 tracing::debug!(error = %e, "duplicate check failed; the insert decides");
-                None
+                Ok(None)
             }
         }
     }
 
     async fn fetch(&self, request: &Request) -> Step<Fetched> {
         let started = Instant::now();
+        let on_retry = |e: &super::fetch::FetchError, wait: std::time::Duration| {
+            self.metrics.retries.with_label_values(&["fetch"]).inc();
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "image fetch failed; retrying");
+        };
         let bytes = self
             .fetcher
-            .fetch(&request.image)
+            .fetch_retrying(&request.image, &self.retry, &self.cancel, on_retry)
             .instrument(tracing::info_span!("fetch"))
             .await
-            .map_err(|e| Halt::reject(Some(request.request_id), e.kind(), e.to_string()))?;
+            .map_err(|gave_up| match gave_up {
+                GaveUp::Stopped => Halt::Abandon,
+                GaveUp::Permanent(f) => {
+                    Halt::reject(Some(request.request_id), f.kind(), f.to_string())
+                }
+            })?;
         self.metrics
             .observe("fetch", started.elapsed().as_secs_f64());
         // Hashing up to image.max_bytes is CPU work: off the async threads.
@@ -263,7 +363,7 @@ impl<B: Backend> Processor<B> {
             request.request_id,
             image.bytes.clone(),
             tasks,
-            &s.image,
+            &self.intake,
             &s.analysis,
         )
         .instrument(tracing::info_span!("analyse"))
@@ -306,7 +406,19 @@ impl<B: Backend> Processor<B> {
             .await;
         self.metrics
             .observe("publish", started.elapsed().as_secs_f64());
-        sent.map_err(|_| Halt::Abandon)
+        sent.map_err(|e| {
+            self.producer_failed(&e);
+            Halt::from_send(e, request.request_id, result.len())
+        })
+    }
+
+    /// A producer that failed fatally cannot send anything again: the
+    /// worker must restart (librdkafka: recreate the producer), and its
+    /// unfinished messages are redelivered.
+    fn producer_failed(&self, e: &SendError) {
+        if let SendError::Fatal { .. } = e {
+            self.fatal.raise(e.to_string());
+        }
     }
 
     async fn dead_letter(
@@ -316,32 +428,38 @@ impl<B: Backend> Processor<B> {
         traceparent: Option<&str>,
     ) -> Outcome {
         tracing::warn!(kind = reject.kind, reason = %reject.reason, "dead-lettering request");
-        let sent = self
-            .publisher
-            .dead_letter(
-                &msg.source,
-                msg.key.as_deref(),
-                &msg.payload,
-                reject.kind,
-                &reject.reason,
-                traceparent,
-            )
-            .await;
-        if sent.is_err() {
-            return Outcome::Abandoned;
-        }
-        self.metrics
-            .dead_lettered
-            .with_label_values(&[reject.kind])
-            .inc();
+        let letter = Letter {
+            source: &msg.source,
+            key: msg.key.as_deref(),
+            payload: &msg.payload,
+            kind: reject.kind,
+            reason: &reject.reason,
+            traceparent,
+        };
+        let reason = match self.publisher.dead_letter(&letter).await {
+            Err(e) => {
+                self.producer_failed(&e);
+                return Outcome::Abandoned;
+            }
+            // Refused by the dead-letter topic: the rejection row is then
+            // the record, so it says where the original is kept.
+            Ok(DeadLetterSent::Unsent { error, kept }) => format!(
+                "{}; not sent to the dead-letter topic ({error}); original kept at {}",
+                reject.reason,
+                kept.path.display()
+            ),
+            Ok(DeadLetterSent::Inline | DeadLetterSent::ByReference(_)) => {
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[reject.kind])
+                    .inc();
+                reject.reason
+            }
+        };
         let recorded = self
             .with_retry("record_rejection", || {
-                self.store.record_rejection(
-                    &msg.source,
-                    reject.request_id,
-                    reject.kind,
-                    &reject.reason,
-                )
+                self.store
+                    .record_rejection(&msg.source, reject.request_id, reject.kind, &reason)
             })
             .await;
         dead_letter_outcome(recorded)

@@ -144,7 +144,8 @@ pub fn parse_request(payload: &[u8], allow_local_paths: bool) -> Result<Request,
         }
     }
     let tenant = match wire.tenant {
-        Some(t) if t.trim().is_empty() || t.len() > 200 => {
+        // Characters, as documented, not UTF-8 bytes.
+        Some(t) if t.trim().is_empty() || t.chars().count() > 200 => {
             return Err(RequestError::invalid(
                 "tenant",
                 "must hold 1..200 characters",
@@ -190,6 +191,110 @@ fn has_nul(value: &serde_json::Value) -> bool {
         serde_json::Value::Array(items) => items.iter().any(has_nul),
         serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
         _ => false,
+    }
+}
+
+/// Version of the canonical form `request_sha256` hashes. Verdicts store
+/// the hash, so changing the form makes every stored request look like
+/// another one: bump this only with a migration that clears stored hashes.
+const CANONICAL_FORM: u32 = 1;
+
+/// The sha256 (hex) of the canonical request: what decides its answer and
+/// what its result echoes. A `request_id` reused with a different hash is
+/// another request (`request_id_conflict`), never given the first one's
+/// verdict; with the same hash it is a redelivery or a resend (a duplicate).
+///
+/// Hashed, as one JSON object with the keys of every object sorted and no
+/// whitespace:
+/// - `tenant`: echoed (null when absent);
+/// - `image`: `{"inline_sha256": …}` (the decoded bytes' sha256),
+///   `{"url": …}` or `{"path": …}` as given. A URL keeps its query (a
+///   parameter may name another image; a signature is high-entropy) but
+///   loses its credentials and fragment (`url_identity`): they name no other
+///   image, and a password must not be guessable from a stored hash;
+/// - `questions`, in order (each answer sees the ones before it);
+/// - `explain`: whether the artifacts task was asked for (detection and
+///   classification are always done: the rest of `tasks` changes nothing);
+/// - `metadata`: echoed, canonicalised the same way;
+/// - `v`: `CANONICAL_FORM`.
+///
+/// Not hashed: `request_id` (the key itself), `schema_version` (only one is
+/// accepted), key order and whitespace, the base64 text beyond the bytes it
+/// decodes to. Numbers count as serde_json writes them, so `1` and `1.0`
+/// differ: they are echoed differently.
+///
+/// CPU work over an inline image's bytes: call it off the async threads.
+pub fn request_sha256(request: &Request) -> String {
+    crate::domain::sha256_hex(canonical_form(request).as_bytes())
+}
+
+fn canonical_form(request: &Request) -> String {
+    let image = match &request.image {
+        ImageSource::Inline(bytes) => {
+            serde_json::json!({ "inline_sha256": crate::domain::sha256_hex(bytes) })
+        }
+        ImageSource::Url(url) => serde_json::json!({ "url": url_identity(url) }),
+        ImageSource::Path(path) => serde_json::json!({ "path": path }),
+    };
+    let form = serde_json::json!({
+        "v": CANONICAL_FORM,
+        "tenant": request.tenant,
+        "image": image,
+        "questions": request.questions,
+        "explain": request.explain,
+        "metadata": request.metadata,
+    });
+    let mut out = String::new();
+    write_canonical(&form, &mut out);
+    out
+}
+
+/// What of a URL names the image: all but `user:password@` and `#fragment`
+/// (never sent to the server). Text that does not parse is taken whole.
+fn url_identity(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() => {
+            // Cannot fail for a URL with a host.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// JSON with every object's keys sorted, whatever order the map keeps
+/// (serde_json's `preserve_order` feature, if any crate turns it on, would
+/// keep the sender's). Depth is bounded by the parser's recursion limit.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -400,6 +505,72 @@ mod tests {
                 .kind(),
             "invalid_json"
         );
+    }
+
+    #[test]
+    fn the_canonical_form_is_pinned() {
+        // Stored hashes are of this form: a change here makes every stored
+        // verdict conflict with its own redeliveries (see CANONICAL_FORM).
+        let r = parse(valid()).unwrap();
+        assert_eq!(
+            canonical_form(&r),
+            format!(
+                r#"{{"explain":false,"image":{{"inline_sha256":"{}"}},"metadata":{{"upload":7}},"questions":[],"tenant":"acme","v":1}}"#,
+                crate::domain::sha256_hex(b"hello")
+            )
+        );
+    }
+
+    #[test]
+    fn the_request_hash_ignores_key_order_whitespace_and_the_id() {
+        let hash =
+            |payload: &str| request_sha256(&parse_request(payload.as_bytes(), false).unwrap());
+        let a = hash(
+            r#"{"schema_version":1,"request_id":"6f1c3b0a-9d11-4a59-9f4e-2f1c3b0a9d11","image":{"base64":"aGVsbG8="},"tenant":"acme","metadata":{"a":1,"b":{"x":[1,{"p":2,"q":3}],"y":null}}}"#,
+        );
+        let reordered = hash(
+            r#"{ "metadata": {"b": {"y": null, "x": [1, {"q": 3, "p": 2}]}, "a": 1},
+                 "tenant": "acme", "image": {"base64": " aGVsbG8= "},
+                 "tasks": ["classification", "detection"],
+                 "request_id": "00000000-0000-4000-8000-000000000001", "schema_version": 1 }"#,
+        );
+        assert_eq!(a, reordered);
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn the_request_hash_changes_with_what_decides_or_echoes_the_answer() {
+        let base = parse(valid()).unwrap();
+        let h = request_sha256(&base);
+        let changed = |f: &dyn Fn(&mut Request)| {
+            let mut r = base.clone();
+            f(&mut r);
+            request_sha256(&r)
+        };
+        let variants = [
+            changed(&|r| r.tenant = Some("globex".into())),
+            changed(&|r| r.tenant = None),
+            changed(&|r| r.image = ImageSource::Inline(b"hellO".to_vec())),
+            changed(&|r| r.image = ImageSource::Url("https://a.test/x.png".into())),
+            changed(&|r| r.image = ImageSource::Url("https://a.test/x.png?v=2".into())),
+            changed(&|r| r.image = ImageSource::Path("/data/x.png".into())),
+            changed(&|r| r.questions = vec!["Why?".into()]),
+            changed(&|r| r.explain = true),
+            changed(&|r| r.metadata = json!({"upload": 8})),
+            changed(&|r| r.metadata = json!({"upload": 7, "more": true})),
+        ];
+        let distinct: std::collections::HashSet<&String> = variants.iter().collect();
+        assert_eq!(distinct.len(), variants.len(), "{variants:?}");
+        assert!(!distinct.contains(&h));
+        let url = |u: &str| changed(&|r| r.image = ImageSource::Url(u.into()));
+        assert_eq!(
+            url("https://user:secret@a.test/x.png?v=2#top"),
+            url("https://a.test/x.png?v=2"),
+            "credentials and fragment name no other image"
+        );
+        let two = changed(&|r| r.questions = vec!["a?".into(), "b?".into()]);
+        let swapped = changed(&|r| r.questions = vec!["b?".into(), "a?".into()]);
+        assert_ne!(two, swapped, "question order changes the answers");
     }
 
     #[test]

@@ -92,6 +92,29 @@ impl Worker {
             .as_u16()
     }
 
+    /// The status and body of the worker's /healthz.
+    pub async fn healthz_body(&self) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}/healthz", self.metrics_addr()))
+            .await
+            .expect("GET /healthz");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Waits until the worker exits; its exit code, or None after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Waits until /healthz answers `status`; returns the last status seen.
     pub async fn wait_healthz(&self, status: u16, timeout: Duration) -> u16 {
         let every = Duration::from_millis(100);
@@ -159,4 +182,23 @@ pub fn log_field(line: &str, key: &str) -> Option<i64> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.parse().ok())
+}
+
+impl Worker {
+    /// The worker's peak resident set so far, in bytes: VmHWM from
+    /// /proc/<pid>/status (the kernel's high-water mark, no sampling gaps).
+    /// None once the process has been reaped.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    }
 }

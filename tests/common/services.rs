@@ -326,3 +326,43 @@ pub fn request(id: Uuid, seed: u32) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+impl Env {
+    /// High watermark (next offset to be written) per partition of `topic`:
+    /// how many messages it holds, with no waiting for more to arrive.
+    pub fn high_watermarks(&self, topic: &str) -> HashMap<i32, i64> {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("watermark reader");
+        (0..PARTITIONS)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    }
+
+    /// Messages in `topic`, over all partitions.
+    pub fn topic_len(&self, topic: &str) -> i64 {
+        self.high_watermarks(topic).values().sum()
+    }
+
+    /// Creates one more topic (e.g. one a worker was started without).
+    pub async fn create_topic(&self, topic: &str) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("admin client");
+        let topics = [NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))];
+        for r in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create topic")
+        {
+            r.expect("topic created");
+        }
+    }
+}

@@ -6,4 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod big_images;
+mod fetch_guard;
+mod idempotency;
+mod image_retention;
+mod lifecycle;
+mod oversize;
 mod pipeline;

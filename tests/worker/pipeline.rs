@@ -143,7 +143,11 @@ async fn poison_messages_are_dead_lettered_and_the_rest_processed() {
             .await;
         env.produce("poison", payload, &[]).await;
     }
-    let mut worker = env.start_worker(&[]);
+    // The fetch_failed case needs its loopback URL let through the fetch policy.
+    let mut worker = env.start_worker(&[
+        ("DFA__WORKER__FETCH_ALLOW_HOSTS[0]", "127.0.0.1"),
+        ("DFA__WORKER__FETCH_ALLOW_HTTP", "true"),
+    ]);
     let dead = env.read_topic(&env.dlq, poison.len(), LONG).await;
     assert_eq!(dead.len(), poison.len(), "worker log:\n{}", worker.stderr());
     let rows = env
@@ -427,9 +431,17 @@ async fn sigterm_with_work_in_flight_exits_cleanly_storing_only_finished_offsets
         let id = Uuid::new_v4();
         env.produce(&id.to_string(), &request(id, i), &[]).await;
     }
+    // The stalling server is on loopback: allow-listed (an indexed list
+    // entry from the environment), plain http allowed.
+    let allow_server = [
+        ("DFA__WORKER__FETCH_ALLOW_HOSTS[0]", "127.0.0.1"),
+        ("DFA__WORKER__FETCH_ALLOW_HTTP", "true"),
+    ];
     let mut worker = env.start_worker(&[
         ("DFA__WORKER__SHUTDOWN_GRACE", "300ms"),
         ("DFA__WORKER__FETCH_TIMEOUT", "10m"),
+        allow_server[0],
+        allow_server[1],
     ]);
     let deadline = Instant::now() + LONG;
     while accepted.load(Ordering::SeqCst) < stalled && Instant::now() < deadline {
@@ -479,7 +491,11 @@ async fn sigterm_with_work_in_flight_exits_cleanly_storing_only_finished_offsets
         );
     }
     // A restarted worker finishes the rest; the stalled fetches now time out.
-    let mut again = env.start_worker(&[]);
+    let mut again = env.start_worker(&[
+        allow_server[0],
+        allow_server[1],
+        ("DFA__WORKER__FETCH_MAX_ATTEMPTS", "2"),
+    ]);
     let rows = env
         .wait_count("SELECT count(*) FROM verdicts", n as i64, LONG)
         .await;
@@ -621,11 +637,11 @@ async fn in_process_a_redelivered_request_is_republished_without_a_second_analys
     let p = processor(&env, FakeBackend::scoring(0.9), &env.dir.join("images")).await;
     let id = Uuid::new_v4();
     assert_eq!(
-        p.handle(message(&env.requests, 0, request(id, 1))).await,
+        p.handle(&message(&env.requests, 0, request(id, 1))).await,
         Outcome::Done
     );
     assert_eq!(
-        p.handle(message(&env.requests, 1, request(id, 1))).await,
+        p.handle(&message(&env.requests, 1, request(id, 1))).await,
         Outcome::Duplicate
     );
     assert_eq!(
@@ -657,7 +673,8 @@ async fn in_process_bad_input_and_a_failed_analysis_are_dead_lettered_by_kind() 
     let failing = FakeBackend::failing(EngineError::Inference("boom".into()));
     let p = processor(&env, failing, &env.dir.join("images")).await;
     assert_eq!(
-        p.handle(message(&env.requests, 0, b"{nope".to_vec())).await,
+        p.handle(&message(&env.requests, 0, b"{nope".to_vec()))
+            .await,
         Outcome::DeadLettered
     );
     assert_eq!(
@@ -667,7 +684,7 @@ async fn in_process_bad_input_and_a_failed_analysis_are_dead_lettered_by_kind() 
     );
     let id = Uuid::new_v4();
     assert_eq!(
-        p.handle(message(&env.requests, 1, request(id, 2))).await,
+        p.handle(&message(&env.requests, 1, request(id, 2))).await,
         Outcome::DeadLettered
     );
     assert_eq!(p.backend.calls(), 1);
@@ -676,7 +693,7 @@ async fn in_process_bad_input_and_a_failed_analysis_are_dead_lettered_by_kind() 
         "created_at": "2026-11-27T10:00:00Z"
     });
     assert_eq!(
-        p.handle(message(&env.feedback, 0, unknown.to_string().into_bytes()))
+        p.handle(&message(&env.feedback, 0, unknown.to_string().into_bytes()))
             .await,
         Outcome::DeadLettered
     );
@@ -725,7 +742,7 @@ async fn in_process_a_stopped_engine_abandons_the_request_unrecorded() {
     )
     .await;
     let outcome = p
-        .handle(message(&env.requests, 0, request(Uuid::new_v4(), 3)))
+        .handle(&message(&env.requests, 0, request(Uuid::new_v4(), 3)))
         .await;
     assert_eq!(outcome, Outcome::Abandoned);
     assert!(!outcome.finished(), "its offset must not be stored");
@@ -748,7 +765,7 @@ async fn in_process_shutdown_abandons_a_request_waiting_for_the_image_store() {
     let msg = message(&env.requests, 0, request(Uuid::new_v4(), 4));
     let handling = tokio::spawn({
         let p = p.clone();
-        async move { p.handle(msg).await }
+        async move { p.handle(&msg).await }
     });
     let retries = r#"dfa_transient_retries_total{stage="image_store"}"#;
     let deadline = Instant::now() + LONG;
@@ -804,6 +821,7 @@ fn row(id: Uuid, offset: i64, p_fake: f32) -> dfa::store::NewVerdict {
         image_sha256: "a".repeat(64),
         image_bytes: 1,
         image_source: "inline".into(),
+        request_sha256: "c".repeat(64),
         source: Source {
             topic: "t".into(),
             partition: 0,

@@ -86,6 +86,7 @@ fn isolated(settings: &Settings, base: &str, name: &str) -> Settings {
     s.kafka.requests_topic = format!("{name}.requests");
     s.kafka.results_topic = format!("{name}.results");
     s.kafka.dlq_topic = format!("{name}.dlq");
+    s.kafka.feedback_topic = format!("{name}.feedback");
     s.kafka.group_id = format!("{name}.workers");
     s.worker.metrics_addr = "127.0.0.1:0".into();
     s
@@ -99,6 +100,7 @@ async fn create_topics(
         &kafka.requests_topic,
         &kafka.results_topic,
         &kafka.dlq_topic,
+        &kafka.feedback_topic,
     ]
     .iter()
     .map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)))
