@@ -157,9 +157,11 @@ impl<B: Backend> Processor<B> {
     /// unfinished; if one is abandoned while the worker is not shutting
     /// down, a stage it needs has died, and the worker must not go on.
     pub async fn handle(&self, msg: &Incoming) -> Outcome {
-        let outcome = self.handle_traced(msg).await;
+        let (outcome, counted) = self.handle_traced(msg).await;
         if outcome == Outcome::Abandoned && self.cancel.is_cancelled() {
-            self.release_delivery(msg).await;
+            if counted {
+                self.release_delivery(msg).await;
+            }
         } else if outcome == Outcome::Abandoned && self.fatal.reason().is_none() {
             let (check, reason) = if self.writer.is_closed() {
                 (Check::Writer, "the verdict writer task ended")
@@ -198,7 +200,8 @@ impl<B: Backend> Processor<B> {
         self.dead_letter(msg, reject, None).await
     }
 
-    async fn handle_traced(&self, msg: &Incoming) -> Outcome {
+    /// The outcome, and whether this delivery was counted.
+    async fn handle_traced(&self, msg: &Incoming) -> (Outcome, bool) {
         let propagate = self.settings.telemetry.propagate_trace_context;
         let parent = msg
             .headers
@@ -220,41 +223,62 @@ impl<B: Backend> Processor<B> {
                 None
             };
             let traceparent = traceparent.as_deref();
-            let processed = match self.note_delivery(msg).await {
+            let attempts = self.note_delivery(msg).await;
+            let counted = matches!(attempts, Ok(Some(_)));
+            let processed = match attempts {
                 Err(halt) => Err(halt),
-                Ok(()) if msg.source.topic == self.settings.kafka.feedback_topic => {
-                    self.process_feedback(msg).await
+                Ok(attempts) if msg.source.topic == self.settings.kafka.feedback_topic => {
+                    match self.check_attempts(attempts) {
+                        Ok(()) => self.process_feedback(msg).await,
+                        Err(halt) => Err(halt),
+                    }
                 }
-                Ok(()) => self.process(msg, traceparent).await,
+                Ok(attempts) => self.process(msg, traceparent, attempts).await,
             };
-            match processed {
+            let outcome = match processed {
                 Ok(outcome) => outcome,
                 Err(Halt::Abandon) => Outcome::Abandoned,
                 Err(Halt::Reject(reject)) => self.dead_letter(msg, reject, traceparent).await,
-            }
+            };
+            (outcome, counted)
         }
         .instrument(span)
         .await
     }
 
     /// Counts this delivery of `msg` durably, before anything else is done
-    /// with it, and dead-letters it as `crash_loop` when too many deliveries
-    /// before it never finished. Counts are batched by the writer task (one
-    /// statement for all messages waiting) and retried while the database
-    /// is down; a count the database refuses lets the message through.
-    async fn note_delivery(&self, msg: &Incoming) -> Step<()> {
+    /// with it; returns how many deliveries it has had (None: not counted).
+    /// Counts are batched by the writer task (one statement for all messages
+    /// waiting) and retried while the database is down; a count the
+    /// database refuses lets the message through.
+    async fn note_delivery(&self, msg: &Incoming) -> Step<Option<i32>> {
         match self.writer.note_delivery(msg.source.clone()).await {
-            Ok(attempts) => check_deliveries(attempts, self.settings.worker.max_attempts),
+            Ok(attempts) => Ok(Some(attempts)),
             Err(WriteError::Cancelled) => Err(Halt::Abandon),
             Err(e) => {
                 tracing::warn!(error = %e, "delivery not counted; processing it anyway");
-                Ok(())
+                Ok(None)
             }
         }
     }
 
+    /// `crash_loop` when too many deliveries before this one never finished.
+    /// Checked only before work that could crash again: a request already
+    /// stored (redelivered behind an unfinished one) is republished instead.
+    fn check_attempts(&self, attempts: Option<i32>) -> Step<()> {
+        match attempts {
+            Some(n) => check_deliveries(n, self.settings.worker.max_attempts),
+            None => Ok(()),
+        }
+    }
+
     /// A request's phases, each ending the message early when it must.
-    async fn process(&self, msg: &Incoming, traceparent: Option<&str>) -> Step<Outcome> {
+    async fn process(
+        &self,
+        msg: &Incoming,
+        traceparent: Option<&str>,
+        attempts: Option<i32>,
+    ) -> Step<Outcome> {
         let request = self.parse(msg)?;
         let (request, request_sha256) = self.hash_request(request).await?;
         // A redelivered or duplicated request: republish what was stored.
@@ -263,6 +287,7 @@ impl<B: Backend> Processor<B> {
             self.publish(&request, &result, traceparent).await?;
             return Ok(Outcome::Duplicate);
         }
+        self.check_attempts(attempts)?;
         let image = self.fetch(&request).await?;
         let verdict = self.analyse(&request, &image).await?;
         // Kept before the verdict is stored, so every verdict's image can be

@@ -30,6 +30,8 @@ use poll::{RebalanceContext, Shared, WorkerConsumer};
 
 /// How long abandoned requests get to notice the cancellation and end.
 const ABANDON_BOUND: Duration = Duration::from_secs(5);
+/// How long committing and leaving the group may take at shutdown.
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
 /// The worker's subscription and the requests it has taken.
 pub(super) struct Intake<B> {
@@ -178,8 +180,13 @@ impl<B: Backend + 'static> Intake<B> {
         // Unblocks the poll thread if it waits to hand over a message.
         self.rx.close();
         let thread = self.poll_thread.take();
-        tokio::task::spawn_blocking(move || thread.map(|t| t.join()))
-            .await
+        let joined = tokio::time::timeout(
+            CLOSE_BOUND,
+            tokio::task::spawn_blocking(move || thread.map(|t| t.join())),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the consumer did not close within {CLOSE_BOUND:?}"))?;
+        joined
             .context("joining the consumer thread")?
             .transpose()
             .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?;
@@ -195,9 +202,10 @@ impl<B: Backend + 'static> Intake<B> {
         processor.metrics.consumed.inc();
         processor.metrics.in_flight.inc();
         self.tasks.spawn(async move {
-            let _running = Running {
+            let mut running = Running {
                 shared: shared.clone(),
                 processor: processor.clone(),
+                unended: Some(incoming.clone_source()),
             };
             let started = Instant::now();
             let outcome = match AssertUnwindSafe(processor.handle(&incoming))
@@ -220,20 +228,41 @@ impl<B: Backend + 'static> Intake<B> {
             } else {
                 shared.finish(&partition_of(&incoming), incoming.source.offset);
             }
+            running.unended = None;
         });
     }
 }
 
-/// Ends a request's count however its task ends (even aborted).
+/// Ends a request's count however its task ends. A task that ends without
+/// finishing or abandoning its message (aborted at shutdown, or a panic in
+/// the panic handler itself) leaves it abandoned, so revocations do not wait
+/// for it; outside shutdown that is a bug the worker must not live with.
 struct Running<B> {
     shared: Arc<Shared>,
     processor: Arc<Processor<B>>,
+    unended: Option<(Partition, i64)>,
 }
 
 impl<B> Drop for Running<B> {
     fn drop(&mut self) {
+        if let Some((partition, offset)) = self.unended.take() {
+            if let Ok(mut t) = self.shared.tracker.lock() {
+                t.abandon(&partition, offset);
+            }
+            if !self.processor.cancel.is_cancelled() {
+                self.processor.fatal.raise(format!(
+                    "a request task died at {partition:?} offset {offset}"
+                ));
+            }
+        }
         self.shared.running.fetch_sub(1, Ordering::SeqCst);
         self.processor.metrics.in_flight.dec();
+    }
+}
+
+impl Incoming {
+    fn clone_source(&self) -> (Partition, i64) {
+        (partition_of(self), self.source.offset)
     }
 }
 
@@ -241,12 +270,15 @@ impl Shared {
     /// Marks a message finished; the offset to store is handed to the poll
     /// thread, which owns every consumer call.
     fn finish(&self, partition: &Partition, offset: i64) {
-        let next = self
-            .tracker
-            .lock()
-            .ok()
-            .and_then(|mut t| t.finish(partition, offset));
-        if let (Some(next), Ok(mut pending)) = (next, self.pending.lock()) {
+        // The tracker's lock is held while the offset is handed over, so two
+        // tasks finishing in turn hand over their offsets in the same order:
+        // a stored offset never moves backwards.
+        let Ok(mut tracker) = self.tracker.lock() else {
+            return;
+        };
+        if let (Some(next), Ok(mut pending)) =
+            (tracker.finish(partition, offset), self.pending.lock())
+        {
             pending.insert(partition.clone(), next);
         }
     }

@@ -26,6 +26,9 @@ use crate::store::Source;
 
 pub(super) type WorkerConsumer = BaseConsumer<RebalanceContext>;
 
+/// Fetching is healthy again after this long without a consume error.
+const CONSUMER_HEALED_AFTER: Duration = Duration::from_secs(10);
+
 /// State shared by the poll thread, its callbacks and the request tasks.
 pub(super) struct Shared {
     pub tracker: Mutex<OffsetTracker>,
@@ -74,7 +77,11 @@ impl ConsumerContext for RebalanceContext {
         // At close every task has ended already: nothing to wait for.
         if !shared.close.load(Ordering::SeqCst) {
             let deadline = Instant::now() + shared.grace;
-            while Instant::now() < deadline && shared.running_in(&revoked) > 0 {
+            // Shutdown (close) ends the wait: its own drain has run.
+            while Instant::now() < deadline
+                && !shared.close.load(Ordering::SeqCst)
+                && shared.running_in(&revoked) > 0
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let left = shared.running_in(&revoked);
@@ -135,6 +142,7 @@ pub(super) fn run(
 ) {
     let mut backpressure = Backpressure::new(max_in_flight);
     let mut errors = ConsumeErrors::default();
+    let mut last_error: Option<Instant> = None;
     while !shared.close.load(Ordering::SeqCst) {
         if shared.draining.load(Ordering::SeqCst) {
             backpressure.drain();
@@ -145,7 +153,13 @@ pub(super) fn run(
         }
         store_pending(&consumer, &shared);
         match consumer.poll(Duration::from_millis(50)) {
-            None => {}
+            None => {
+                // An idle topic brings no message to clear a past error.
+                if last_error.is_some_and(|t| t.elapsed() > CONSUMER_HEALED_AFTER) {
+                    shared.health.pass(Check::Consumer);
+                    last_error = None;
+                }
+            }
             Some(Ok(m)) => {
                 shared.health.pass(Check::Consumer);
                 let incoming = incoming(&m);
@@ -162,7 +176,10 @@ pub(super) fn run(
                     break;
                 }
             }
-            Some(Err(e)) => errors.report(&e, &shared.health),
+            Some(Err(e)) => {
+                errors.report(&e, &shared.health);
+                last_error = Some(Instant::now());
+            }
         }
     }
     store_pending(&consumer, &shared);

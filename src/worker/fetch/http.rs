@@ -36,6 +36,9 @@ impl HttpFetcher {
             // egress must go through a proxy, that proxy enforces the
             // policy, as Smokescreen does.)
             .no_proxy()
+            // The Referer of a redirect would carry the query (signatures)
+            // to the redirect's host.
+            .referer(false)
             .dns_resolver(Arc::new(CheckingResolver::new(policy.clone())))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 follow(&on_redirect, attempt)

@@ -2,9 +2,10 @@
 //! resolve inside `worker.local_paths_dir`, read within `image.max_bytes`,
 //! on Tokio's blocking pool.
 
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::error::FetchError;
@@ -55,7 +56,13 @@ pub fn read_within(base: &Path, requested: &Path, max_bytes: u64) -> Result<Vec<
     if before.len() > max_bytes {
         return Err(FetchError::TooLarge { limit: max_bytes });
     }
-    let file = File::open(&path).map_err(io_error)?;
+    // Non-blocking and not through a symlink: a FIFO swapped in after the
+    // check cannot block the open, nor a symlink lead outside `base`.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(io_error)?;
     // The file opened must be the one checked (not swapped in between).
     let opened = file.metadata().map_err(io_error)?;
     if !opened.is_file() || !same_file(&before, &opened) {

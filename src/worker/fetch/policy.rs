@@ -53,13 +53,12 @@ impl AddressClass {
         }
     }
 
-    /// Opened by `worker.fetch_allow_private`; the others are never a
-    /// server worth reaching, so only an allow-listed host opens them.
+    /// Opened by `worker.fetch_allow_private`. Link-local is not: it holds
+    /// the cloud metadata services (169.254.169.254), which only an
+    /// allow-listed IP literal opens; nor are the others, never a server
+    /// worth reaching.
     fn is_internal(self) -> bool {
-        matches!(
-            self,
-            AddressClass::Loopback | AddressClass::LinkLocal | AddressClass::Private
-        )
+        matches!(self, AddressClass::Loopback | AddressClass::Private)
     }
 }
 
@@ -151,6 +150,9 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         // IPv4-compatible (deprecated): nothing routes them.
         ([0, 0, 0, 0, 0, 0, 0, 0], 96, Reserved),
         ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, LinkLocal),
+        // AWS's IPv6 instance metadata service, inside fc00::/7: classed
+        // with 169.254.169.254, so fetch_allow_private does not open it.
+        ([0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254], 128, LinkLocal),
         ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, Private),
         ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, Private),
         ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, Multicast),

@@ -137,16 +137,15 @@ fn by_default_only_https_to_public_addresses() {
 #[test]
 fn allow_private_opens_internal_ranges_only() {
     let p = FetchPolicy::new(&[], true, false);
-    for a in [
-        "127.0.0.1",
-        "169.254.169.254",
-        "10.0.0.1",
-        "fd00::1",
-        "::ffff:192.168.0.1",
-    ] {
+    for a in ["127.0.0.1", "10.0.0.1", "fd00::1", "::ffff:192.168.0.1"] {
         assert_eq!(p.check_ip(ip(a)), Ok(()), "{a}");
     }
     for (a, class) in [
+        // The cloud metadata service stays closed: only an allow-listed
+        // IP literal opens it.
+        ("169.254.169.254", AddressClass::LinkLocal),
+        ("fe80::1", AddressClass::LinkLocal),
+        ("fd00:ec2::254", AddressClass::LinkLocal),
         ("0.0.0.0", AddressClass::Unspecified),
         ("255.255.255.255", AddressClass::Broadcast),
         ("224.0.0.1", AddressClass::Multicast),

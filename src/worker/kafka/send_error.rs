@@ -48,11 +48,15 @@ impl SendFailure {
             C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
                 SendFailure::TooLarge
             }
+            // The worker's ACLs or its clock, not this message: every
+            // message would fail alike, so dead-lettering them would drain
+            // the topic into the DLQ. Kafka Connect fails the task on these;
+            // so does the worker (exit non-zero, nothing committed).
             C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::TransactionalIdAuthorizationFailed
-            | C::InvalidRecord
-            | C::InvalidTimestamp
+            | C::InvalidTimestamp => SendFailure::Fatal,
+            C::InvalidRecord
             | C::InvalidTopic
             | C::InvalidRequiredAcks
             | C::PolicyViolation
@@ -126,20 +130,21 @@ mod tests {
 
     #[test]
     fn refusals_by_the_broker_are_permanent() {
-        for code in [
-            C::TopicAuthorizationFailed,
-            C::ClusterAuthorizationFailed,
-            C::InvalidRecord,
-            C::PolicyViolation,
-            C::InvalidTopic,
-        ] {
+        for code in [C::InvalidRecord, C::PolicyViolation, C::InvalidTopic] {
             assert_eq!(production(code), SendFailure::Refused, "{code:?}");
         }
     }
 
     #[test]
-    fn a_fatal_producer_error_is_fatal() {
-        assert_eq!(production(C::Fatal), SendFailure::Fatal);
+    fn a_fatal_producer_error_or_a_refusal_of_the_worker_itself_is_fatal() {
+        for code in [
+            C::Fatal,
+            C::TopicAuthorizationFailed,
+            C::ClusterAuthorizationFailed,
+            C::InvalidTimestamp,
+        ] {
+            assert_eq!(production(code), SendFailure::Fatal, "{code:?}");
+        }
     }
 
     #[test]
