@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,11 +14,8 @@ use std::time::Duration;
 use common::child::metric_sum;
 use common::fake_backend::FakeBackend;
 use common::services::Env;
-use dfa::store::{Source, Store};
-use dfa::worker::metrics::Metrics;
-use dfa::worker::process::{Incoming, Outcome, Processor};
+use dfa::worker::process::{Outcome, Processor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -161,43 +157,16 @@ async fn a_loopback_image_server_is_refused_by_default_and_reached_when_allow_li
 // In-process: retries of transient failures, over a fake backend.
 
 async fn processor(env: &Env, images: &Path) -> Processor<FakeBackend> {
-    let mut s = common::settings();
-    s.kafka.brokers = common::services::brokers();
-    s.kafka.requests_topic = env.requests.clone();
-    s.kafka.results_topic = env.results.clone();
-    s.kafka.dlq_topic = env.dlq.clone();
-    s.kafka.feedback_topic = env.feedback.clone();
-    s.kafka.group_id = env.group.clone();
-    s.image_store.dir = images.to_string_lossy().into_owned();
+    let mut s = crate::inproc::settings(env, images);
     s.worker.fetch_allow_hosts = vec!["127.0.0.1".into()];
     s.worker.fetch_allow_http = true;
     s.worker.fetch_max_attempts = 4;
     s.worker.retry_initial = Duration::from_millis(10);
     s.worker.retry_max = Duration::from_millis(50);
-    let store = Store::connect(&env.db_url, 2).await.expect("connect");
-    let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
-    Processor::new(
-        Arc::new(FakeBackend::scoring(0.9)),
-        store,
-        producer,
-        Metrics::new(),
-        s,
-        CancellationToken::new(),
-    )
+    crate::inproc::processor_with(env, FakeBackend::scoring(0.9), s).await
 }
 
-fn message(topic: &str, offset: i64, payload: Vec<u8>) -> Incoming {
-    Incoming {
-        source: Source {
-            topic: topic.to_string(),
-            partition: 0,
-            offset,
-        },
-        key: Some(b"key".to_vec()),
-        payload,
-        headers: HashMap::new(),
-    }
-}
+use crate::inproc::message;
 
 async fn rejection_reason(env: &Env, id: Uuid) -> (String, String) {
     sqlx::query_as(&format!(

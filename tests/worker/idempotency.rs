@@ -8,16 +8,13 @@
 
 use crate::common;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_backend::FakeBackend;
 use common::services::{request, Env, Received};
 use dfa::store::{NewVerdict, Source, Store};
 use dfa::worker::metrics::Metrics;
-use dfa::worker::process::{Incoming, Outcome, Processor};
+use dfa::worker::process::{Incoming, Outcome};
 use dfa::worker::retry::RetryPolicy;
 use dfa::worker::writer::{persist_batch, WriteError};
 use serde_json::Value;
@@ -26,39 +23,7 @@ use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn processor(env: &Env, backend: FakeBackend, images: &Path) -> Processor<FakeBackend> {
-    let mut s = common::settings();
-    s.kafka.brokers = common::services::brokers();
-    s.kafka.requests_topic = env.requests.clone();
-    s.kafka.results_topic = env.results.clone();
-    s.kafka.dlq_topic = env.dlq.clone();
-    s.kafka.feedback_topic = env.feedback.clone();
-    s.kafka.group_id = env.group.clone();
-    s.image_store.dir = images.to_string_lossy().into_owned();
-    let store = Store::connect(&env.db_url, 2).await.expect("connect");
-    let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
-    Processor::new(
-        Arc::new(backend),
-        store,
-        producer,
-        Metrics::new(),
-        s,
-        CancellationToken::new(),
-    )
-}
-
-fn message(topic: &str, offset: i64, payload: Vec<u8>) -> Incoming {
-    Incoming {
-        source: Source {
-            topic: topic.to_string(),
-            partition: 0,
-            offset,
-        },
-        key: Some(b"key".to_vec()),
-        payload,
-        headers: HashMap::new(),
-    }
-}
+use crate::inproc::{message, processor};
 
 /// `payload` with one top-level field replaced.
 fn with(payload: &[u8], field: &str, value: Value) -> Vec<u8> {

@@ -130,10 +130,13 @@ async fn a_missing_topic_is_named_once_and_health_fails_until_it_exists() {
     assert!(ok, "{log}");
     let named = log.matches("missing Kafka topics").count();
     assert_eq!(named, 1, "named once: {log}");
-    assert!(
-        !log.contains("Unknown topic or partition"),
-        "no stream of unknown-topic errors: {log}"
-    );
+    // librdkafka's own report (once per metadata refresh) and the worker's
+    // first consume error; not one per poll while the topic was missing.
+    let unknown = log
+        .lines()
+        .filter(|l| l.contains("Unknown topic or partition"))
+        .count();
+    assert!(unknown <= 4, "{unknown} unknown-topic error lines: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,17 +144,9 @@ async fn a_dead_engine_stops_the_worker_with_an_error_and_commits_nothing_unfini
     let env = Env::new("zombie").await;
     let mut ids = Vec::new();
     produce_requests(&env, 0, 3, &mut ids).await;
-    let mut s = common::settings();
-    s.kafka.brokers = common::services::brokers();
-    s.kafka.requests_topic = env.requests.clone();
-    s.kafka.results_topic = env.results.clone();
-    s.kafka.dlq_topic = env.dlq.clone();
-    s.kafka.feedback_topic = env.feedback.clone();
-    s.kafka.group_id = env.group.clone();
-    s.database.url = env.db_url.clone().into();
+    let mut s = crate::inproc::settings(&env, &env.dir.join("images"));
     s.worker.metrics_addr = "127.0.0.1:0".into();
     s.worker.shutdown_grace = Duration::from_secs(2);
-    s.image_store.dir = env.dir.join("images").to_string_lossy().into_owned();
     // The engine thread is gone: every analysis answers `Stopped`.
     let backend = Arc::new(FakeBackend::failing(EngineError::Stopped));
     let run = dfa::worker::run(s, backend.clone(), CancellationToken::new());

@@ -10,6 +10,7 @@ mod big_images;
 mod fetch_guard;
 mod idempotency;
 mod image_retention;
+mod inproc;
 mod lifecycle;
 mod oversize;
 mod pipeline;

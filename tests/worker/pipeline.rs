@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use common::services::{request, Env};
 use dfa::engine::EngineError;
 use dfa::store::{Source, Store};
 use dfa::worker::metrics::Metrics;
-use dfa::worker::process::{Incoming, Outcome, Processor};
+use dfa::worker::process::Outcome;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -596,40 +595,7 @@ async fn the_trace_continues_onto_the_result_and_spans_reach_the_otlp_endpoint()
 // In-process: the worker's decisions (duplicate, dead letter, abandon) with
 // a fake backend, against this test's database and topics.
 
-/// A `Processor` over `backend`; its images go to `images`.
-async fn processor(env: &Env, backend: FakeBackend, images: &Path) -> Processor<FakeBackend> {
-    let mut s = common::settings();
-    s.kafka.brokers = common::services::brokers();
-    s.kafka.requests_topic = env.requests.clone();
-    s.kafka.results_topic = env.results.clone();
-    s.kafka.dlq_topic = env.dlq.clone();
-    s.kafka.feedback_topic = env.feedback.clone();
-    s.kafka.group_id = env.group.clone();
-    s.image_store.dir = images.to_string_lossy().into_owned();
-    let store = Store::connect(&env.db_url, 2).await.expect("connect");
-    let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
-    Processor::new(
-        Arc::new(backend),
-        store,
-        producer,
-        Metrics::new(),
-        s,
-        CancellationToken::new(),
-    )
-}
-
-fn message(topic: &str, offset: i64, payload: Vec<u8>) -> Incoming {
-    Incoming {
-        source: Source {
-            topic: topic.to_string(),
-            partition: 0,
-            offset,
-        },
-        key: Some(b"key".to_vec()),
-        payload,
-        headers: HashMap::new(),
-    }
-}
+use crate::inproc::{message, processor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_a_redelivered_request_is_republished_without_a_second_analysis() {

@@ -69,6 +69,9 @@ impl<B: Backend + 'static> Intake<B> {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A topic created after the subscription (or given partitions)
+            // is noticed at the next metadata refresh: 10 s, not 5 min.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .set(
                 "session.timeout.ms",
                 k.session_timeout.as_millis().to_string(),
