@@ -83,13 +83,7 @@ async fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
     )
     .await;
     assert_eq!(rows, Some(n as i64), "worker log:\n{}", worker.stderr());
-    let results = common::poll_until(
-        LONG,
-        Duration::from_millis(200),
-        || async { env.topic_len(&env.results) },
-        |len| *len >= n as i64,
-    )
-    .await;
+    let results = env.wait_topic_len(&env.results, n as i64, LONG).await;
     let (ok, log) = worker.terminate(Duration::from_secs(60));
     assert!(ok, "{log}");
 
@@ -104,8 +98,7 @@ async fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
         n as i64,
         "one result per request (seen {results} while running)"
     );
-    let received = env.read_topic(&env.results, n as usize, LONG).await;
-    let keys: HashSet<String> = received.iter().filter_map(|m| m.key.clone()).collect();
+    let keys = env.result_keys(n as usize, LONG).await;
     let wanted: HashSet<String> = ids.iter().map(Uuid::to_string).collect();
     assert_eq!(keys, wanted, "every request has its result");
     assert_eq!(env.topic_len(&env.dlq), 0, "nothing dead-lettered: {log}");

@@ -20,7 +20,7 @@ use super::kafka::{DeadLetterSent, Letter, Publisher, SendError, HEADER_TRACEPAR
 use super::metrics::Metrics;
 pub use super::outcome::Outcome;
 use super::outcome::{check_deliveries, dead_letter_outcome, Halt, Reject, Step};
-use super::request::{parse_request, request_sha256, Request};
+use super::request::{inline_image_sha256, parse_request, request_sha256_given, Request};
 use super::retry::{GaveUp, RetryPolicy, Transient};
 use super::trace;
 use super::writer::{conflict, WriteError, Writer};
@@ -280,7 +280,7 @@ impl<B: Backend> Processor<B> {
         attempts: Option<i32>,
     ) -> Step<Outcome> {
         let request = self.parse(msg)?;
-        let (request, request_sha256) = self.hash_request(request).await?;
+        let (request, request_sha256, inline_sha256) = self.hash_request(request).await?;
         // A redelivered or duplicated request: republish what was stored.
         if let Some(result) = self.find_existing(&request, &request_sha256).await? {
             self.metrics.duplicates.inc();
@@ -288,7 +288,7 @@ impl<B: Backend> Processor<B> {
             return Ok(Outcome::Duplicate);
         }
         self.check_attempts(attempts)?;
-        let image = self.fetch(&request).await?;
+        let image = self.fetch(&request, inline_sha256).await?;
         let verdict = self.analyse(&request, &image).await?;
         // Kept before the verdict is stored, so every verdict's image can be
         // trained on once a reviewer corrects it.
@@ -310,11 +310,13 @@ impl<B: Backend> Processor<B> {
 
     /// The request's hash (`request::request_sha256`), computed off the
     /// async threads: it reads an inline image's bytes.
-    async fn hash_request(&self, request: Request) -> Step<(Request, String)> {
+    /// Also returns the inline image's sha256, which `fetch` reuses.
+    async fn hash_request(&self, request: Request) -> Step<(Request, String, Option<String>)> {
         let id = request.request_id;
         tokio::task::spawn_blocking(move || {
-            let sha256 = request_sha256(&request);
-            (request, sha256)
+            let inline = inline_image_sha256(&request);
+            let sha256 = request_sha256_given(&request, inline.as_deref());
+            (request, sha256, inline)
         })
         .await
         .map_err(|e| Halt::reject(Some(id), "internal_error", format!("hashing panicked: {e}")))
@@ -341,7 +343,9 @@ impl<B: Backend> Processor<B> {
         }
     }
 
-    async fn fetch(&self, request: &Request) -> Step<Fetched> {
+    /// The image's bytes and sha256 (`known_sha256`: an inline image's,
+    /// hashed already with the request).
+    async fn fetch(&self, request: &Request, known_sha256: Option<String>) -> Step<Fetched> {
         let started = Instant::now();
         let on_retry = |e: &super::fetch::FetchError, wait: std::time::Duration| {
             self.metrics.retries.with_label_values(&["fetch"]).inc();
@@ -360,8 +364,11 @@ impl<B: Backend> Processor<B> {
             })?;
         self.metrics
             .observe("fetch", started.elapsed().as_secs_f64());
-        // Hashing up to image.max_bytes is CPU work: off the async threads.
         let bytes = Arc::new(bytes);
+        if let Some(sha256) = known_sha256 {
+            return Ok(Fetched { sha256, bytes });
+        }
+        // Hashing up to image.max_bytes is CPU work: off the async threads.
         let shared = bytes.clone();
         let sha256 = tokio::task::spawn_blocking(move || crate::domain::sha256_hex(&shared))
             .await

@@ -225,14 +225,27 @@ const CANONICAL_FORM: u32 = 1;
 ///
 /// CPU work over an inline image's bytes: call it off the async threads.
 pub fn request_sha256(request: &Request) -> String {
-    crate::domain::sha256_hex(canonical_form(request).as_bytes())
+    let inline = inline_image_sha256(request);
+    request_sha256_given(request, inline.as_deref())
 }
 
-fn canonical_form(request: &Request) -> String {
+/// The sha256 of an inline image's bytes (None for URLs and paths): the
+/// worker keeps it, so the image is hashed once per request.
+pub fn inline_image_sha256(request: &Request) -> Option<String> {
+    match &request.image {
+        ImageSource::Inline(bytes) => Some(crate::domain::sha256_hex(bytes)),
+        ImageSource::Url(_) | ImageSource::Path(_) => None,
+    }
+}
+
+/// `request_sha256`, with the inline image's sha256 already computed.
+pub fn request_sha256_given(request: &Request, inline_image_sha256: Option<&str>) -> String {
+    crate::domain::sha256_hex(canonical_form(request, inline_image_sha256).as_bytes())
+}
+
+fn canonical_form(request: &Request, inline_image_sha256: Option<&str>) -> String {
     let image = match &request.image {
-        ImageSource::Inline(bytes) => {
-            serde_json::json!({ "inline_sha256": crate::domain::sha256_hex(bytes) })
-        }
+        ImageSource::Inline(_) => serde_json::json!({ "inline_sha256": inline_image_sha256 }),
         ImageSource::Url(url) => serde_json::json!({ "url": url_identity(url) }),
         ImageSource::Path(path) => serde_json::json!({ "path": path }),
     };
@@ -513,7 +526,7 @@ mod tests {
         // verdict conflict with its own redeliveries (see CANONICAL_FORM).
         let r = parse(valid()).unwrap();
         assert_eq!(
-            canonical_form(&r),
+            canonical_form(&r, inline_image_sha256(&r).as_deref()),
             format!(
                 r#"{{"explain":false,"image":{{"inline_sha256":"{}"}},"metadata":{{"upload":7}},"questions":[],"tenant":"acme","v":1}}"#,
                 crate::domain::sha256_hex(b"hello")

@@ -350,6 +350,28 @@ impl Env {
         self.high_watermarks(topic).values().sum()
     }
 
+    /// Waits until `topic` holds at least `n` messages; returns how many.
+    pub async fn wait_topic_len(&self, topic: &str, n: i64, timeout: Duration) -> i64 {
+        let every = Duration::from_millis(200);
+        super::poll_until(
+            timeout,
+            every,
+            || async { self.topic_len(topic) },
+            |len| *len >= n,
+        )
+        .await
+    }
+
+    /// The distinct keys of the first `n` results.
+    pub async fn result_keys(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> std::collections::HashSet<String> {
+        let received = self.read_topic(&self.results, n, timeout).await;
+        received.into_iter().filter_map(|m| m.key).collect()
+    }
+
     /// Creates one more topic (e.g. one a worker was started without).
     pub async fn create_topic(&self, topic: &str) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

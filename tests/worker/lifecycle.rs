@@ -68,13 +68,7 @@ async fn two_workers_in_one_group_under_load_answer_every_request_exactly_once()
         .wait_count("SELECT count(*) FROM verdicts", n as i64, LONG)
         .await;
     assert_eq!(rows, n as i64, "second worker log:\n{}", second.stderr());
-    let results = common::poll_until(
-        LONG,
-        Duration::from_millis(200),
-        || async { env.topic_len(&env.results) },
-        |len| *len >= n as i64,
-    )
-    .await;
+    let results = env.wait_topic_len(&env.results, n as i64, LONG).await;
     let (ok, log) = second.terminate(Duration::from_secs(60));
     assert!(ok, "{log}");
 
@@ -88,8 +82,7 @@ async fn two_workers_in_one_group_under_load_answer_every_request_exactly_once()
         final_results, n as i64,
         "one result per request (seen {results} while running)"
     );
-    let received = env.read_topic(&env.results, n as usize, LONG).await;
-    let keys: HashSet<String> = received.iter().filter_map(|m| m.key.clone()).collect();
+    let keys = env.result_keys(n as usize, LONG).await;
     let wanted: HashSet<String> = ids.iter().map(Uuid::to_string).collect();
     assert_eq!(keys, wanted, "every request has its result");
     assert_eq!(
