@@ -15,6 +15,7 @@ pub mod engine;
 pub mod images;
 pub mod learning;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod trainer;
 pub mod worker;

@@ -6,6 +6,7 @@ mod chat;
 mod images;
 mod models;
 mod retrain;
+mod serve;
 mod setup;
 mod worker;
 
@@ -55,6 +56,11 @@ enum Command {
     /// The image store: retention.
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// The HTTP API for reviewers and analysts (docs/api.md).
+    Serve(serve::ServeArgs),
+    /// API tokens for `dfa serve`: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(serve::TokensCommand),
 }
 
 /// `--adapter FILE | --no-adapter`; neither: the setting `model.adapter`.
@@ -97,6 +103,8 @@ pub fn main() -> ExitCode {
             Command::Adapters(cmd) => retrain::run_adapters(&cli.config_dir, cmd).await,
             Command::Lora(cmd) => retrain::run_lora(&cli.config_dir, cmd).await,
             Command::Images(cmd) => images::run(&cli.config_dir, cmd).await,
+            Command::Serve(args) => serve::run(&cli.config_dir, args).await,
+            Command::Tokens(cmd) => serve::tokens(&cli.config_dir, cmd).await,
         }
     });
     match result {

@@ -45,7 +45,7 @@ pub async fn run(config_dir: &Path, args: WorkerArgs) -> anyhow::Result<ExitCode
 }
 
 /// SIGTERM or SIGINT: stop taking messages, drain, commit, exit 0.
-fn spawn_signal_handler(stop: CancellationToken) {
+pub(super) fn spawn_signal_handler(stop: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

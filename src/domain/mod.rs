@@ -2,13 +2,16 @@
 //! artifacts, corrections, adapter records, prompts, digests). Everything else
 //! depends on it; it imports nothing from the integrations.
 
+pub mod access;
 pub mod adapter;
 pub mod artifacts;
 pub mod correction;
+pub mod dialogue;
 pub mod digest;
 pub mod lora;
 pub mod prompts;
 pub mod request;
+pub mod signature;
 pub mod verdict;
 
 pub use artifacts::{parse_artifacts, render_artifacts};

@@ -111,6 +111,7 @@ mod tests {
             answers: vec![],
             detection_logits: None,
             generated_tokens: 0,
+            reused_tokens: 0,
             model: ModelIdentity {
                 base_sha256: "b".into(),
                 mmproj_sha256: "m".into(),

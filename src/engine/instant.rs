@@ -18,6 +18,7 @@ impl Backend for InstantBackend {
             answers: Vec::new(),
             detection_logits: None,
             generated_tokens: 0,
+            reused_tokens: 0,
             model: ModelIdentity {
                 base_sha256: "instant-benchmark-backend".into(),
                 mmproj_sha256: "instant-benchmark-backend".into(),

@@ -55,6 +55,14 @@ pub struct Tasks {
     pub questions: Vec<String>,
     /// Return the full logits after the detection question (diagnostics, tests).
     pub keep_detection_logits: bool,
+    /// The caller's name for the image (its sha256). The engine keeps the KV
+    /// state of recent conversations under it (`engine.conversation_cache_bytes`),
+    /// so the next question about the same image decodes only its new tokens.
+    pub image_key: Option<String>,
+    /// Receives the last question's answer piece by piece (valid UTF-8) as
+    /// it is generated; the full answer still comes in the `Analysis`. When
+    /// the receiver is dropped the engine stops the request (`Cancelled`).
+    pub stream: Option<mpsc::Sender<String>>,
 }
 
 impl Tasks {
@@ -67,6 +75,8 @@ impl Tasks {
             history: Vec::new(),
             questions: Vec::new(),
             keep_detection_logits: false,
+            image_key: None,
+            stream: None,
         }
     }
 
@@ -94,6 +104,8 @@ impl Tasks {
             history,
             questions: vec![question],
             keep_detection_logits: false,
+            image_key: None,
+            stream: None,
         }
     }
 }
@@ -125,6 +137,9 @@ pub struct Analysis {
     pub detection_logits: Option<Vec<f32>>,
     /// Tokens generated for the explanation and answers.
     pub generated_tokens: usize,
+    /// KV positions restored from the conversation cache instead of decoded
+    /// (0: a cold start, image included).
+    pub reused_tokens: usize,
     pub model: ModelIdentity,
     pub timings: EngineTimings,
 }
@@ -158,6 +173,8 @@ pub enum EngineError {
     Adapter(String),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("the caller stopped listening; the request was cancelled")]
+    Cancelled,
 }
 
 impl EngineError {
@@ -171,6 +188,7 @@ impl EngineError {
             EngineError::Inference(_) => "inference",
             EngineError::Adapter(_) => "adapter",
             EngineError::Stopped => "stopped",
+            EngineError::Cancelled => "cancelled",
         }
     }
 }
@@ -229,6 +247,11 @@ impl Engine {
 
     pub fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    /// False once the engine thread has stopped (it failed, or shut down).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Replaces the active adapter (or removes it) once in-flight work is done.

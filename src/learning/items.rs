@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::correction::StandingCorrection;
+use crate::domain::dialogue::{verdict_turns, Screened};
 use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::render_artifacts;
 use crate::domain::{Artifact, ForgeryType, Label};
@@ -62,17 +63,8 @@ impl Item {
     }
 }
 
-/// The answer text for a yes/no prompt word ("Yes" → "Yes.").
-fn sentence(word: &str) -> String {
-    let w = word.trim();
-    if w.ends_with(['.', '!', '?']) {
-        w.to_string()
-    } else {
-        format!("{w}.")
-    }
-}
-
-/// The turns a label, type and artifact list teach, in the serving prompts.
+/// The turns a label, type and artifact list teach, in the serving prompts:
+/// the conversation a verdict with these values holds (`domain::dialogue`).
 pub fn supervised_turns(
     prompts: &Prompts,
     label: Label,
@@ -80,29 +72,15 @@ pub fn supervised_turns(
     artifacts: &[Artifact],
 ) -> Vec<Turn> {
     let fake = label == Label::Fake;
-    let mut turns = vec![Turn {
-        question: prompts.detection.question.clone(),
-        answer: sentence(if fake {
-            &prompts.detection.yes
-        } else {
-            &prompts.detection.no
-        }),
-    }];
-    if let (true, Some(t)) = (fake, forgery_type) {
-        let answers = prompts.classification.answers.as_array();
-        let i = ForgeryType::ALL.iter().position(|x| *x == t).unwrap_or(0);
-        turns.push(Turn {
-            question: prompts.classification.question.clone(),
-            answer: answers[i].to_string(),
-        });
-    }
-    if fake && !artifacts.is_empty() {
-        turns.push(Turn {
-            question: prompts.artifacts.question.clone(),
-            answer: render_artifacts(artifacts),
-        });
-    }
-    turns
+    let explanation = (fake && !artifacts.is_empty()).then(|| render_artifacts(artifacts));
+    verdict_turns(
+        prompts,
+        &Screened {
+            label,
+            forgery_type: forgery_type.filter(|_| fake),
+            explanation: explanation.as_deref(),
+        },
+    )
 }
 
 /// A standing correction as a training item; `watermark` is the last

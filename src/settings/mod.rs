@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod learning;
+mod serve;
 mod validate;
 
 use config::{Config, Environment, File, FileFormat};
@@ -13,6 +14,7 @@ use config::{Config, Environment, File, FileFormat};
 pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
+pub use serve::{FeedbackSettings, ServeSettings};
 
 /// The defaults compiled into the binary, so `dfa` runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -34,6 +36,8 @@ pub struct Settings {
     pub image_store: ImageStoreSettings,
     pub adapters: AdapterSettings,
     pub retrain: RetrainSettings,
+    pub serve: ServeSettings,
+    pub feedback: FeedbackSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +154,9 @@ pub struct EngineSettings {
     pub threads_batch: u32,
     pub kv_cache_type: KvCacheKind,
     pub flash_attention: FlashAttention,
+    /// Host memory for the KV state of recent conversations (bytes), so a
+    /// follow-up question decodes only its new tokens. 0: no cache.
+    pub conversation_cache_bytes: u64,
 }
 
 /// Storage type of the KV cache.

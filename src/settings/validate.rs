@@ -22,6 +22,8 @@ impl Settings {
         self.worker.validate()?;
         self.telemetry.validate()?;
         self.retrain.validate()?;
+        self.serve.validate()?;
+        self.feedback.validate()?;
         if self.adapters.dir.trim().is_empty() {
             return Err(invalid("adapters.dir", "must not be empty"));
         }

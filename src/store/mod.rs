@@ -4,12 +4,16 @@
 //! delivery counts (`deliveries`) are the one thing a redelivery changes.
 
 pub mod binds;
+mod conversations;
 mod deliveries;
 mod images;
 mod learning;
+mod tokens;
 mod verdicts;
 
+pub use conversations::{turns_of, DialogueBasis, FollowUp, TurnRecord};
 pub use learning::{CorrectionWrite, RegistryError};
+pub use tokens::TokenRecord;
 pub use verdicts::{NewVerdict, StoredResult, Written, VERDICT_BINDS};
 
 use secrecy::ExposeSecret;

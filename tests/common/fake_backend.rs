@@ -55,6 +55,7 @@ impl Backend for FakeBackend {
             answers: Vec::new(),
             detection_logits: None,
             generated_tokens: 0,
+            reused_tokens: 0,
             model: identity(),
             timings: EngineTimings::default(),
         })

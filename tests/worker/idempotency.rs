@@ -136,6 +136,7 @@ fn row(id: Uuid, sha: char, answers: usize) -> NewVerdict {
         answers: Vec::new(),
         detection_logits: None,
         generated_tokens: 0,
+        reused_tokens: 0,
         model: dfa::domain::ModelIdentity {
             base_sha256: "b".repeat(64),
             mmproj_sha256: "d".repeat(64),

@@ -771,6 +771,7 @@ fn row(id: Uuid, offset: i64, p_fake: f32) -> dfa::store::NewVerdict {
         answers: Vec::new(),
         detection_logits: None,
         generated_tokens: 0,
+        reused_tokens: 0,
         model: dfa::domain::ModelIdentity {
             base_sha256: "b".repeat(64),
             mmproj_sha256: "m".repeat(64),

@@ -186,6 +186,7 @@ impl Job {
             answers: std::mem::take(&mut self.answers),
             detection_logits: self.detection_logits.take(),
             generated_tokens: self.generated_tokens,
+            reused_tokens: 0,
             model: model.clone(),
             timings: self.timings,
         })
@@ -217,6 +218,8 @@ pub(super) mod tests {
             history: Vec::new(),
             questions: vec!["why?".into()],
             keep_detection_logits: false,
+            image_key: None,
+            stream: None,
         }
     }
 

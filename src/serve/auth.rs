@@ -1,0 +1,110 @@
+//! Bearer tokens. Every `/api` route takes a `Caller`: no token, an unknown
+//! or a revoked one is 401; `Caller::require` turns a role without the
+//! permission into 403; `Caller::sees` hides other tenants' verdicts, which
+//! then answer 404 (never 403, so ids do not leak). Tokens never reach a log.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::Modify;
+
+use super::error::ApiError;
+use super::state::App;
+use crate::domain::access::{token_sha256, Permission, Principal};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// 403 unless the caller's role grants `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.0.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(self.0.role.as_str()))
+        }
+    }
+
+    /// Whether a verdict of `tenant` exists for this caller.
+    pub fn sees(&self, tenant: Option<&str>) -> bool {
+        self.0.sees(tenant)
+    }
+
+    /// The tenant a query must be restricted to, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let principal = app
+            .store
+            .principal(&token_sha256(secret))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Caller(principal))
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Declares the bearer scheme in the OpenAPI document.
+pub struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A token from `dfa tokens create`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(header: Option<&str>) -> Parts {
+        let mut b = Request::builder();
+        if let Some(h) = header {
+            b = b.header(AUTHORIZATION, h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn only_a_bearer_header_with_a_token_counts() {
+        assert_eq!(bearer(&parts(Some("Bearer abc"))), Some("abc"));
+        assert_eq!(bearer(&parts(Some("bearer  abc "))), Some("abc"));
+        assert_eq!(bearer(&parts(Some("Basic abc"))), None);
+        assert_eq!(bearer(&parts(Some("Bearer "))), None);
+        assert_eq!(bearer(&parts(Some("Bearer"))), None);
+        assert_eq!(bearer(&parts(None)), None);
+    }
+}
