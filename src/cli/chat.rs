@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::setup::start_engine;
 use super::AdapterChoice;
 use crate::domain::prompts::Turn;
-use crate::domain::{Label, Verdict};
+use crate::domain::dialogue::{verdict_turns, Screened};
+use crate::domain::Verdict;
 use crate::engine::analyze::analyze_bytes;
 use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
 use crate::intake::Intake;
@@ -49,22 +50,15 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
     let mut out = tokio::io::stdout();
     out.write_all(summary(&verdict).as_bytes()).await?;
 
-    let prompts = crate::domain::prompts::Prompts::load(&settings.model.prompts)?;
-    let mut history = vec![Turn {
-        question: prompts.detection.question.clone(),
-        answer: if verdict.label == Label::Fake {
-            "Yes."
-        } else {
-            "No."
-        }
-        .into(),
-    }];
-    if let Some(explanation) = &verdict.explanation {
-        history.push(Turn {
-            question: prompts.artifacts.question.clone(),
-            answer: explanation.clone(),
-        });
-    }
+    // The conversation as DFA-GPT holds it, as `dfa serve` continues it.
+    let mut history = verdict_turns(
+        engine.prompts(),
+        &Screened {
+            label: verdict.label,
+            forgery_type: verdict.forgery_type,
+            explanation: verdict.explanation.as_deref(),
+        },
+    );
     let (image, _) = intake.decode(bytes).await;
     let image = image?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

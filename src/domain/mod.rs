@@ -13,6 +13,7 @@ pub mod prompts;
 pub mod request;
 pub mod signature;
 pub mod verdict;
+pub mod verdict_query;
 
 pub use artifacts::{parse_artifacts, render_artifacts};
 pub use correction::Correction;

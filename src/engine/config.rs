@@ -96,6 +96,10 @@ mod tests {
         assert_eq!(c.chat_template, settings.model.chat_template);
         assert_eq!(c.max_explain_tokens, settings.analysis.max_explain_tokens);
         assert_eq!(c.max_answer_tokens, settings.analysis.max_answer_tokens);
+        assert_eq!(
+            c.engine.conversation_cache_bytes,
+            settings.engine.conversation_cache_bytes
+        );
         assert!(c.check().is_ok(), "the embedded settings pass");
     }
 

@@ -88,8 +88,9 @@ impl Loaded {
             adapters.active = Some((i, spec.clone()));
         }
 
-        let shared = shared_state(config, &model, marker)?;
+        let mut shared = shared_state(config, &model, marker)?;
         let image_tokens = count_image_tokens(&mtmd, &shared.marker)?;
+        shared.image_tokens = image_tokens;
         check_context_fits(config, &model, &shared, image_tokens)?;
         Ok(Loaded {
             model,
@@ -223,6 +224,8 @@ fn shared_state(
         n_batch: config.engine.n_batch as usize,
         n_ctx: config.engine.n_ctx as usize,
         max_jobs: config.max_jobs(),
+        image_tokens: 0,
+        cache_bytes: usize::try_from(config.engine.conversation_cache_bytes).unwrap_or(usize::MAX),
     })
 }
 

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::prompts::Turn;
+use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::{Answer, ModelIdentity, TypeScores};
 use crate::intake::DecodedImage;
 
@@ -60,8 +60,11 @@ pub struct Tasks {
     /// so the next question about the same image decodes only its new tokens.
     pub image_key: Option<String>,
     /// Receives the last question's answer piece by piece (valid UTF-8) as
-    /// it is generated; the full answer still comes in the `Analysis`. When
-    /// the receiver is dropped the engine stops the request (`Cancelled`).
+    /// it is generated; the full answer still comes in the `Analysis`, and
+    /// the pieces concatenate to it exactly (leading and trailing whitespace
+    /// is never sent). The engine never blocks on it: pieces wait while the
+    /// channel is full. When the receiver is dropped the engine stops the
+    /// request (`Cancelled`).
     pub stream: Option<mpsc::Sender<String>>,
 }
 
@@ -219,6 +222,13 @@ pub trait Backend: Send + Sync {
         &self,
         adapter: Option<AdapterSpec>,
     ) -> impl std::future::Future<Output = Result<ModelIdentity, EngineError>> + Send;
+
+    /// The prompts it asks with: a verdict's turns, replayed as history for
+    /// later questions, must read as the screening asked them.
+    fn prompts(&self) -> &Prompts {
+        static EMBEDDED: std::sync::OnceLock<Prompts> = std::sync::OnceLock::new();
+        EMBEDDED.get_or_init(Prompts::embedded)
+    }
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -226,6 +236,7 @@ pub trait Backend: Send + Sync {
 pub struct Engine {
     tx: mpsc::Sender<Command>,
     info: Arc<EngineInfo>,
+    prompts: Arc<Prompts>,
 }
 
 impl Engine {
@@ -234,6 +245,7 @@ impl Engine {
         config.check()?;
         let (tx, rx) = mpsc::channel(config.engine.queue_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
+        let prompts = Arc::new(config.prompts.clone());
         std::thread::Builder::new()
             .name("dfa-engine".into())
             .spawn(move || thread::run(config, rx, ready_tx))
@@ -242,6 +254,7 @@ impl Engine {
         Ok(Engine {
             tx,
             info: Arc::new(info),
+            prompts,
         })
     }
 
@@ -287,5 +300,9 @@ impl Backend for Engine {
         adapter: Option<AdapterSpec>,
     ) -> Result<ModelIdentity, EngineError> {
         self.swap_adapter(adapter).await
+    }
+
+    fn prompts(&self) -> &Prompts {
+        &self.prompts
     }
 }

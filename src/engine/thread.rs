@@ -4,7 +4,8 @@
 //!
 //! Each turn of the serving loop: receive commands → admit waiting jobs →
 //! (when idle) apply a pending adapter swap → step the batch, which replies
-//! to the jobs it finishes.
+//! to the jobs it finishes. The conversation cache lives with the context:
+//! an adapter change empties it (a new context starts with an empty one).
 
 use std::collections::VecDeque;
 
@@ -207,7 +208,12 @@ fn swap_when_idle(
 ) -> Option<SwapRequest> {
     match adapters.switch(sched.ctx, request.adapter.clone()) {
         Ok(Switch::Applied) => {
-            sched.identity = adapters.identity(base);
+            let identity = adapters.identity(base);
+            if identity != sched.identity {
+                // Cached KV states were computed with the previous adapter.
+                sched.forget_conversations();
+            }
+            sched.identity = identity;
             let _ = request.reply.send(Ok(sched.identity.clone()));
             None
         }

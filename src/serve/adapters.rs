@@ -96,7 +96,7 @@ async fn list_adapters(
 ) -> Result<Json<AdapterList>, ApiError> {
     caller.require(Permission::Adapters)?;
     let mut rows = app.store.list_adapters().await?;
-    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     Ok(Json(AdapterList {
         items: rows.into_iter().map(AdapterView::from).collect(),
     }))

@@ -27,13 +27,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError::bad(field, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        ApiError::bad(field_of(&path, &message, "body"), message)
     })
+}
+
+/// The field an error is about: its path, or, for errors serde reports at
+/// the top (missing, unknown or duplicate field `x`), the name it quotes;
+/// `whole` when neither names one (truncated JSON, a body of another type).
+fn field_of(path: &str, message: &str, whole: &str) -> String {
+    let top = path == "." || path == "?";
+    let quoted = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))
+        .or_else(|| message.strip_prefix("duplicate field `"))
+        .and_then(|rest| rest.split('`').next());
+    match (top, quoted) {
+        (true, Some(name)) => name.to_string(),
+        (true, None) => whole.to_string(),
+        (false, _) => path.to_string(),
+    }
 }
 
 /// Query parameters; a bad value is a 400 naming the parameter.
@@ -53,18 +66,7 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        // serde names the parameter in "missing field `x`"/"unknown field `x`"
-        // messages, with an empty path.
-        let field = if path == "." {
-            message
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "query".into())
-        } else {
-            path
-        };
-        ApiError::bad(field, message)
+        ApiError::bad(field_of(&path, &message, "query"), message)
     })
 }
 
@@ -113,6 +115,12 @@ mod tests {
     #[test]
     fn a_bad_json_body_names_its_path() {
         assert_eq!(field(parse_json::<B>(b"{").unwrap_err()), "body");
+        assert_eq!(
+            field(parse_json::<B>(br#"{"question": "q", "#).unwrap_err()),
+            "body"
+        );
+        assert_eq!(field(parse_json::<B>(b"[]").unwrap_err()), "body");
+        assert_eq!(field(parse_json::<B>(b"{}").unwrap_err()), "question");
         assert_eq!(
             field(parse_json::<B>(br#"{"question": 3}"#).unwrap_err()),
             "question"

@@ -21,6 +21,9 @@ pub struct ServeMetrics {
     pub latency: HistogramVec,
     /// Follow-up stages: `first_token` and `answer` seconds, by cache `hit|miss`.
     pub follow_up: HistogramVec,
+    /// Follow-ups by how they ended: `answered` (persisted), `abandoned`
+    /// (the client left before the end; nothing stored), `failed`.
+    pub follow_ups: IntCounterVec,
     pub serving_adapter: IntGaugeVec,
 }
 
@@ -56,6 +59,14 @@ impl ServeMetrics {
             &["stage", "cache"],
         )
         .expect("valid metric");
+        let follow_ups = IntCounterVec::new(
+            Opts::new(
+                "dfa_follow_ups_total",
+                "Follow-up questions by outcome: answered, abandoned (client left), failed",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let serving_adapter = IntGaugeVec::new(
             Opts::new("dfa_serving_adapter", "1 for the adapter the engine serves"),
             &["adapter"],
@@ -65,6 +76,7 @@ impl ServeMetrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(follow_up.clone()),
+            Box::new(follow_ups.clone()),
             Box::new(serving_adapter.clone()),
         ] {
             registry.register(m).expect("metric registered once");
@@ -74,6 +86,7 @@ impl ServeMetrics {
             requests,
             latency,
             follow_up,
+            follow_ups,
             serving_adapter,
         }
     }

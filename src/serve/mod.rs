@@ -17,6 +17,7 @@ pub mod corrections;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod questions;

@@ -14,6 +14,7 @@ use super::metrics::ServeMetrics;
 use crate::domain::prompts::Prompts;
 use crate::engine::{AdapterSpec, Engine};
 use crate::images::ImageStore;
+use crate::intake::Intake;
 use crate::settings::{ServeSettings, Settings};
 use crate::store::Store;
 
@@ -22,6 +23,8 @@ pub struct App {
     pub prompts: Prompts,
     pub store: Store,
     pub images: ImageStore,
+    /// Decodes stored images for follow-ups, within `image.decode_budget_bytes`.
+    pub intake: Intake,
     pub engine: Arc<Engine>,
     /// The adapter the engine started with: served while the registry has none.
     pub initial_adapter: Option<AdapterSpec>,
@@ -43,6 +46,7 @@ impl App {
         let images = ImageStore::new(PathBuf::from(&settings.image_store.dir));
         let question_limit = RateLimiter::keyed(question_quota(&settings.serve));
         App {
+            intake: Intake::new(&settings.image),
             images,
             engine: Arc::new(engine),
             initial_adapter,

@@ -8,11 +8,13 @@ mod conversations;
 mod deliveries;
 mod images;
 mod learning;
+mod reads;
 mod tokens;
 mod verdicts;
 
 pub use conversations::{turns_of, DialogueBasis, FollowUp, TurnRecord};
 pub use learning::{CorrectionWrite, RegistryError};
+pub use reads::{AdapterCounts, BucketCount, CorrectionRecord, VerdictDetail, VerdictRow};
 pub use tokens::TokenRecord;
 pub use verdicts::{NewVerdict, StoredResult, Written, VERDICT_BINDS};
 

@@ -37,7 +37,7 @@ pub struct NewVerdict {
 /// keeps a batch to one verdict statement.
 pub const VERDICT_BINDS: usize = 24;
 const IMAGE_BINDS: usize = 3;
-const TURN_BINDS: usize = 4;
+const TURN_BINDS: usize = 5;
 
 /// What is stored under a request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,38 +241,42 @@ async fn insert_verdict_rows(
 }
 
 /// The conversation of each new verdict: its questions and answers, as
-/// turns, in as many statements as the bind limit needs.
+/// turns (answers with the adapter that gave them), in as many statements
+/// as the bind limit needs.
 async fn insert_conversations(
     tx: &mut Tx<'_>,
     batch: &[&NewVerdict],
     new: &HashSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    let turns: Vec<(Uuid, i32, &str, &str)> = batch
+    type Row<'a> = (Uuid, i32, &'static str, &'a str, Option<&'a str>);
+    let turns: Vec<Row<'_>> = batch
         .iter()
         .filter(|n| new.contains(&n.verdict.request_id))
         .flat_map(|n| {
             let id = n.verdict.request_id;
+            let adapter = n.verdict.model.adapter.as_ref().map(|a| a.id.as_str());
             n.verdict
                 .answers
                 .iter()
                 .zip(0i32..)
                 .flat_map(move |(a, i)| {
                     [
-                        (id, 2 * i, "user", a.question.as_str()),
-                        (id, 2 * i + 1, "assistant", a.answer.as_str()),
+                        (id, 2 * i, "user", a.question.as_str(), None),
+                        (id, 2 * i + 1, "assistant", a.answer.as_str(), adapter),
                     ]
                 })
         })
         .collect();
     for piece in statements(&turns, TURN_BINDS) {
         let mut m = QueryBuilder::<Postgres>::new(
-            "INSERT INTO conversation_messages (request_id, turn, role, content) ",
+            "INSERT INTO conversation_messages (request_id, turn, role, content, adapter_id) ",
         );
         m.push_values(piece, |mut b, t| {
             b.push_bind(t.0)
                 .push_bind(t.1)
                 .push_bind(t.2)
-                .push_bind(t.3);
+                .push_bind(t.3)
+                .push_bind(t.4);
         });
         m.push(" ON CONFLICT DO NOTHING");
         m.build().execute(&mut **tx).await?;

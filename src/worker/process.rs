@@ -385,11 +385,15 @@ impl<B: Backend> Processor<B> {
     async fn analyse(&self, request: &Request, image: &Fetched) -> Step<Verdict> {
         let s = &self.settings;
         let started = Instant::now();
-        let tasks = Tasks::requested(
-            request.explain,
-            s.analysis.explain_threshold,
-            request.questions.clone(),
-        );
+        let tasks = Tasks {
+            // Reviewers' follow-ups on this image can reuse the engine's state.
+            image_key: Some(image.sha256.clone()),
+            ..Tasks::requested(
+                request.explain,
+                s.analysis.explain_threshold,
+                request.questions.clone(),
+            )
+        };
         let verdict = analyze_bytes(
             self.backend.as_ref(),
             request.request_id,

@@ -388,3 +388,26 @@ impl Env {
         }
     }
 }
+
+impl Env {
+    /// Produces feedback with headers (e.g. `dfa-signature`).
+    pub async fn produce_feedback_with(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+        let mut h = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        self.producer
+            .send(
+                FutureRecord::to(&self.feedback)
+                    .key(key)
+                    .payload(payload)
+                    .headers(h),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce feedback");
+    }
+}

@@ -242,3 +242,46 @@ pub async fn seed_verdict(pool: &sqlx::PgPool, v: &Seed) {
 pub fn png(seed: u32) -> Vec<u8> {
     common::encode(&common::picture(seed, 64, 64), image::ImageFormat::Png)
 }
+
+impl Harness {
+    /// As `start_with`, on an engine of its own configuration (an adapter,
+    /// longer answers...): `common::engine_config(..)` changed as needed.
+    pub async fn start_on(
+        test: &str,
+        tweak: impl FnOnce(&mut Settings),
+        engine: dfa::engine::EngineConfig,
+    ) -> Harness {
+        let env = Env::new(test).await;
+        let mut s = settings(&env);
+        tweak(&mut s);
+        std::fs::create_dir_all(&s.image_store.dir).expect("image store dir");
+        let store = Store::connect(&env.db_url, 4).await.expect("connect");
+        let initial = engine.adapter.clone();
+        let engine = dfa::engine::Engine::start(engine)
+            .await
+            .expect("engine starts");
+        let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
+        let app = Arc::new(App::new(
+            s,
+            Prompts::embedded(),
+            store,
+            engine,
+            initial,
+            producer,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(dfa::serve::serve_on(listener, app.clone(), stop.clone()));
+        Harness {
+            env,
+            app,
+            base,
+            http: reqwest::Client::new(),
+            stop,
+            server: Some(server),
+        }
+    }
+}

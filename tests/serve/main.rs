@@ -5,5 +5,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod basics;
+mod corrections;
 mod harness;
+mod questions;
+mod reads;
+mod reads_detail;
+mod reads_scale;
+mod reads_stats;

@@ -14,3 +14,4 @@ mod inproc;
 mod lifecycle;
 mod oversize;
 mod pipeline;
+mod signed_feedback;

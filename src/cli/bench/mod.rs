@@ -2,7 +2,8 @@
 //! benchmark from one run so their ratios are comparable on a noisy machine.
 //! Each benchmark prints its results and writes them into its own section of
 //! docs/BENCHMARKS.md. This file holds the arguments and the dispatch:
-//! `engine` by default, `worker` with `--worker`, `train` with `--train`.
+//! `engine` by default, `worker` with `--worker`, `train` with `--train`,
+//! `serve` with `--serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ mod engine;
 mod estimate;
 mod pictures;
 mod report;
+mod serve_queries;
 mod train;
 mod worker;
 mod worker_path;
@@ -44,6 +46,13 @@ pub struct BenchArgs {
     /// Benchmark LoRA training (tiny and bench-size models) instead.
     #[arg(long)]
     train: bool,
+    /// Benchmark `dfa serve`: `/api/verdicts` and `/api/stats` latency on
+    /// generated verdicts (needs scripts/dev-up).
+    #[arg(long)]
+    serve: bool,
+    /// Verdicts generated for `--serve`.
+    #[arg(long, default_value_t = 1_000_000)]
+    verdict_rows: u64,
     /// Requests for the instant-engine worker measurement.
     #[arg(long, default_value_t = 5000)]
     instant_requests: usize,
@@ -64,6 +73,9 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
     );
     if args.worker {
         return worker::run(&settings, config, &args).await;
+    }
+    if args.serve {
+        return serve_queries::run(&settings, config, &args).await;
     }
     engine::run(&settings, config, &args).await
 }

@@ -86,11 +86,12 @@ pub(super) fn plan(jobs: &[Job], n_batch: usize) -> Plan {
 impl Scheduler<'_, '_> {
     /// One batched decode of every branch's pending tokens (within n_batch),
     /// then the logits are turned into events and applied.
-    pub(super) fn decode_step(&mut self) {
+    /// Returns whether anything was decoded.
+    pub(super) fn decode_step(&mut self) -> bool {
         let plan = plan(&self.jobs, self.shared.n_batch);
         let outputs = self.fill_batch(&plan);
         if self.batch.n_tokens() == 0 {
-            return;
+            return false;
         }
         let started = Instant::now();
         let result = self.ctx.decode(&mut self.batch);
@@ -108,13 +109,14 @@ impl Scheduler<'_, '_> {
                 self.jobs[served.job].error =
                     Some(EngineError::Inference(format!("llama_decode: {e}")));
             }
-            return;
+            return true;
         }
         let events = self.read_logits(&outputs);
         for event in events {
             self.apply(event);
         }
         self.advance_stages();
+        true
     }
 
     /// Puts the planned tokens into the llama batch and marks them fed.

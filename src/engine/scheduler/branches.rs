@@ -98,11 +98,20 @@ impl Scheduler<'_, '_> {
             .seqs
             .take()
             .ok_or_else(|| EngineError::Inference("out of sequence ids".into()))?;
+        // The first question continues the text the cache restored on the root.
+        let kept = match kind {
+            Kind::Question { index: 0, .. } if job.kept < tokens.len() => job.kept,
+            _ => 0,
+        };
+        if let Kind::Question { .. } = kind {
+            job.question_tokens = tokens.clone();
+        }
+        let start = job.n_prefix + kept as i32;
         self.ctx
-            .copy_kv_cache_seq(job.root, seq, None, Some(job.n_prefix as u32))
+            .copy_kv_cache_seq(job.root, seq, None, Some(start as u32))
             .map_err(|e| EngineError::Inference(e.to_string()))?;
         job.branches
-            .push(Branch::new(seq, job.n_prefix, tokens, kind));
+            .push(Branch::new(seq, start, tokens[kept..].to_vec(), kind));
         Ok(())
     }
 
@@ -243,9 +252,12 @@ impl Scheduler<'_, '_> {
             Kind::Explain { .. } => self.shared.max_explain,
             _ => self.shared.max_answer,
         };
-        let eog = self.model.vocab().is_eog(token);
+        let vocab = self.model.vocab();
+        let eog = vocab.is_eog(token);
         let job = &mut self.jobs[ji];
+        let last = job.tasks.questions.len();
         let br = &mut job.branches[bi];
+        let streamed = matches!(br.kind, Kind::Question { index, .. } if index + 1 == last);
         let out = match &mut br.kind {
             Kind::Explain { out } | Kind::Question { out, .. } => out,
             _ => return,
@@ -255,6 +267,15 @@ impl Scheduler<'_, '_> {
             job.generated_tokens += 1;
             br.pending = vec![token];
             br.fed = 0;
+            if let Some(stream) = job.stream.as_mut().filter(|_| streamed) {
+                let mut bytes = Vec::new();
+                // As `detokenize` renders it, so that the pieces add up.
+                vocab.token_to_piece_into(token, &mut bytes, false, None);
+                let text = stream.pieces.push(&bytes);
+                if stream.offer(text).is_err() {
+                    job.error = Some(EngineError::Cancelled);
+                }
+            }
             return;
         }
         let text = self.detokenize(match &self.jobs[ji].branches[bi].kind {
@@ -279,7 +300,14 @@ impl Scheduler<'_, '_> {
         job.answers.push(Answer { question, answer });
         let next = index + 1;
         if next >= job.tasks.questions.len() {
-            self.release(ji, bi);
+            if self.saves_conversation(ji) {
+                // Its sequence goes to the cache when the job retires.
+                let job = &mut self.jobs[ji];
+                job.branches[bi].done = true;
+                job.kept_branch = Some(bi);
+            } else {
+                self.release(ji, bi);
+            }
             return;
         }
         let mut history = job.tasks.history.clone();
@@ -303,7 +331,9 @@ impl Scheduler<'_, '_> {
             self.jobs[ji].error = Some(EngineError::Inference(e.to_string()));
             return;
         }
-        let br = &mut self.jobs[ji].branches[bi];
+        let job = &mut self.jobs[ji];
+        job.question_tokens = tokens.clone();
+        let br = &mut job.branches[bi];
         br.kind = Kind::Question {
             index: next,
             out: Vec::new(),

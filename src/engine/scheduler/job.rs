@@ -8,10 +8,12 @@ use llama_cpp_2::mtmd::MtmdInputChunks;
 use llama_cpp_2::token::LlamaToken;
 
 use super::seqs::{BranchSeqs, Lease};
+use super::stream::AnswerStream;
 use super::Reply;
 use crate::domain::{Answer, ModelIdentity, TypeScores};
 use crate::engine::scoring::normalise;
 use crate::engine::{Analysis, EngineError, EngineTimings, Explain, Tasks};
+use crate::intake::DecodedImage;
 
 pub(super) enum Stage {
     /// The root's text prefix is queued as a branch.
@@ -99,6 +101,21 @@ pub(crate) struct Job {
     pub(super) n_prefix: i32,
     pub(super) stage: Stage,
     pub(super) parked: Option<MtmdInputChunks>,
+    /// The image, not yet tokenized: the conversation cache will likely
+    /// spare the vision tower (tokenized at start if it does not).
+    pub(super) image: Option<DecodedImage>,
+    /// Leading tokens of the first question's text that the root holds
+    /// beyond `n_prefix`, restored from the conversation cache.
+    pub(super) kept: usize,
+    /// KV positions restored from the conversation cache and kept.
+    pub(super) reused_tokens: usize,
+    /// The text tokens after the image of the question being answered
+    /// (all of them, also those restored from the cache).
+    pub(super) question_tokens: Vec<LlamaToken>,
+    /// The last question's branch, its sequence kept to be saved to the cache.
+    pub(super) kept_branch: Option<usize>,
+    /// Pieces of the last answer for the caller.
+    pub(super) stream: Option<AnswerStream>,
     pub(super) branches: Vec<Branch>,
     /// Upper bound of the KV cells this job uses, reserved when it starts.
     pub(super) kv_cells: usize,
@@ -118,7 +135,7 @@ impl Job {
     /// A prepared job: its prefix tokens queued on the (not yet assigned)
     /// root sequence, its image parked until the prefix is decoded.
     pub(super) fn new(
-        tasks: Tasks,
+        mut tasks: Tasks,
         submitted: Instant,
         prefix: String,
         prefix_tokens: Vec<LlamaToken>,
@@ -136,6 +153,12 @@ impl Job {
             n_prefix: 0,
             stage: Stage::PrefixText,
             parked: image,
+            image: None,
+            kept: 0,
+            reused_tokens: 0,
+            question_tokens: Vec::new(),
+            kept_branch: None,
+            stream: tasks.stream.take().map(AnswerStream::new),
             branches: vec![Branch::new(-1, 0, prefix_tokens, Kind::Prefix)],
             prefix,
             kv_cells,
@@ -159,6 +182,14 @@ impl Job {
         self.root = lease.root();
         self.branches[0].seq = self.root;
         self.lease = Some(lease);
+    }
+
+    /// Whether nobody waits for the outcome any more: the stream receiver
+    /// was dropped (the client went away), or the reply's receiver was
+    /// (the caller stopped awaiting, e.g. a timeout).
+    pub(super) fn is_abandoned(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_closed())
+            || self.reply.as_ref().is_some_and(|r| r.is_closed())
     }
 
     pub(super) fn is_complete(&self) -> bool {
@@ -186,7 +217,7 @@ impl Job {
             answers: std::mem::take(&mut self.answers),
             detection_logits: self.detection_logits.take(),
             generated_tokens: self.generated_tokens,
-            reused_tokens: 0,
+            reused_tokens: self.reused_tokens,
             model: model.clone(),
             timings: self.timings,
         })

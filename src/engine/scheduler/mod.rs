@@ -9,15 +9,24 @@
 //! - `job`: one job's state and its final `Analysis`
 //! - `batch`: which pending tokens go into the next decode
 //! - `branches`: the tasks as branches, and what each decode's logits mean
+//! - `cache` / `reuse`: the conversation cache (KV states saved to host
+//!   memory by image key) and restoring a job from it
+//! - `stream` / `retire`: answer pieces for the caller, cancellation, and
+//!   replying to finished jobs
 
 mod batch;
 mod branches;
+mod cache;
 mod job;
 mod prepare;
+mod retire;
+mod reuse;
 mod seqs;
+mod stream;
 
 use std::time::Instant;
 
+use llama_cpp_2::context::session::SeqState;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -25,6 +34,7 @@ use llama_cpp_2::mtmd::MtmdContext;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::oneshot;
 
+use cache::ConversationCache;
 pub(crate) use job::Job;
 use job::Stage;
 use seqs::Admission;
@@ -47,6 +57,10 @@ pub(crate) struct Shared {
     pub n_batch: usize,
     pub n_ctx: usize,
     pub max_jobs: usize,
+    /// KV positions of one image (fixed for LLaVA-style projectors).
+    pub image_tokens: usize,
+    /// `engine.conversation_cache_bytes`
+    pub cache_bytes: usize,
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Analysis, EngineError>>;
@@ -58,8 +72,13 @@ pub(crate) struct Scheduler<'a, 'm> {
     pub shared: &'a Shared,
     pub identity: ModelIdentity,
     jobs: Vec<Job>,
+    /// Finished jobs whose streamed answer the caller has not taken in
+    /// whole yet; they hold no sequences, only their reply.
+    draining: Vec<Job>,
     admission: Admission,
     batch: LlamaBatch<'static>,
+    /// KV states of recent conversations; valid for `identity` only.
+    cache: ConversationCache<SeqState>,
 }
 
 impl<'a, 'm> Scheduler<'a, 'm> {
@@ -77,36 +96,61 @@ impl<'a, 'm> Scheduler<'a, 'm> {
             shared,
             identity,
             jobs: Vec::new(),
+            draining: Vec::new(),
             admission: Admission::new(shared.max_jobs, shared.n_ctx),
             batch: LlamaBatch::new(shared.n_batch, 1),
+            cache: ConversationCache::new(shared.cache_bytes),
         }
     }
 
     pub fn is_idle(&self) -> bool {
-        self.jobs.is_empty()
+        self.jobs.is_empty() && self.draining.is_empty()
     }
 
-    /// Whether a prepared job fits now (sequence ids and KV cells).
+    /// The KV of another adapter means nothing to the next one.
+    pub fn forget_conversations(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Whether a prepared job may start now: it fits (sequence ids and KV
+    /// cells), or nobody waits for it any more (it takes nothing then).
     pub fn can_start(&self, job: &Job) -> bool {
-        self.admission.can_start(job.kv_cells)
+        job.is_abandoned() || self.admission.can_start(job.kv_cells)
     }
 
     /// Starts a prepared job; call only after `can_start` said yes.
     pub fn start(&mut self, mut job: Job) {
-        match self.admission.start(job.kv_cells) {
-            Some(lease) => job.begin(lease),
-            // Retired (and answered) at the next step.
-            None => job.error = Some(EngineError::Inference("no free sequence ids".into())),
+        if job.is_abandoned() {
+            // Answered at the next step, before anything is decoded for it.
+            job.error = Some(EngineError::Cancelled);
+            self.jobs.push(job);
+            return;
         }
+        let leased = match self.admission.start(job.kv_cells) {
+            Some(lease) => {
+                job.begin(lease);
+                true
+            }
+            // Retired (and answered) at the next step.
+            None => {
+                job.error = Some(EngineError::Inference("no free sequence ids".into()));
+                false
+            }
+        };
         self.jobs.push(job);
+        if leased {
+            self.restore_or_tokenize(self.jobs.len() - 1);
+        }
     }
 
     /// Runs one scheduling step: at most one image through the vision tower,
     /// then one batched decode of every branch's pending tokens.
     pub fn step(&mut self) {
+        self.cancel_abandoned();
         self.encode_one_image();
-        self.decode_step();
+        let decoded = self.decode_step();
         self.finish_jobs();
+        self.drain(decoded);
     }
 
     fn encode_one_image(&mut self) {
@@ -148,34 +192,6 @@ impl<'a, 'm> Scheduler<'a, 'm> {
                     }
                 }
             }
-        }
-    }
-
-    /// Replies to every finished or failed job and frees its sequences.
-    fn finish_jobs(&mut self) {
-        let mut i = 0;
-        while i < self.jobs.len() {
-            if self.jobs[i].error.is_some() || self.jobs[i].is_complete() {
-                let job = self.jobs.swap_remove(i);
-                self.retire(job);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn retire(&mut self, mut job: Job) {
-        if let Some(lease) = job.lease.take() {
-            for seq in lease.all_seqs() {
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-            }
-            self.admission.finish(lease);
-        }
-        job.timings.total = ms(job.submitted);
-        let result = job.result(&self.identity);
-        if let Some(reply) = job.reply.take() {
-            // The caller may have gone away (timeout, shutdown): nothing to do.
-            let _ = reply.send(result);
         }
     }
 }

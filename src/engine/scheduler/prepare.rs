@@ -4,13 +4,14 @@
 
 use std::time::Instant;
 
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputText};
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunks, MtmdInputText};
 use llama_cpp_2::token::LlamaToken;
 
 use super::job::Job;
 use super::{Reply, Scheduler};
 use crate::domain::prompts::{Prompts, Turn};
 use crate::engine::{AnalysisRequest, EngineError, Explain, Tasks};
+use crate::intake::DecodedImage;
 
 /// The fixed token counts that bound a job's cells besides its prompts.
 #[derive(Debug, Clone, Copy)]
@@ -82,21 +83,23 @@ impl Scheduler<'_, '_> {
         let (prefix, _) = self.render(&[], &first_question)?;
         let prefix_tokens = self.tokenize(&prefix, true);
 
-        let img = request.image;
-        let bitmap = MtmdBitmap::from_image_data(img.width(), img.height(), img.rgb())
-            .map_err(|e| EngineError::Image(e.to_string()))?;
-        let chunks = self
-            .mtmd
-            .tokenize(
-                MtmdInputText {
-                    text: sh.marker.clone(),
-                    add_special: false,
-                    parse_special: true,
-                },
-                &[&bitmap],
-            )
-            .map_err(|e| EngineError::Image(e.to_string()))?;
-        let image_positions = chunks.total_positions() as usize;
+        // A conversation cache entry for this image spares the vision tower:
+        // the image is tokenized only if the entry is gone when the job starts.
+        let cached =
+            (tasks.image_key.as_deref()).and_then(|key| self.cache.n_prefix(key, &prefix_tokens));
+        let (chunks, image, image_positions) = match cached {
+            // Room for the cold path too, should the entry be gone by then.
+            Some(n_prefix) => (
+                None,
+                Some(request.image),
+                (n_prefix.saturating_sub(prefix_tokens.len())).max(sh.image_tokens),
+            ),
+            None => {
+                let chunks = self.tokenize_image(&request.image)?;
+                let positions = chunks.total_positions() as usize;
+                (Some(chunks), None, positions)
+            }
+        };
 
         let limits = TaskLimits {
             candidate_tokens: sh.candidates.iter().map(Vec::len).sum(),
@@ -113,14 +116,28 @@ impl Scheduler<'_, '_> {
                 available: sh.n_ctx,
             });
         }
-        Ok(Job::new(
-            tasks,
-            submitted,
-            prefix,
-            prefix_tokens,
-            Some(chunks),
-            kv_cells,
-        ))
+        let mut job = Job::new(tasks, submitted, prefix, prefix_tokens, chunks, kv_cells);
+        job.image = image;
+        Ok(job)
+    }
+
+    /// The image through mtmd's preprocessing, as chunks for the vision tower.
+    pub(super) fn tokenize_image(
+        &self,
+        img: &DecodedImage,
+    ) -> Result<MtmdInputChunks, EngineError> {
+        let bitmap = MtmdBitmap::from_image_data(img.width(), img.height(), img.rgb())
+            .map_err(|e| EngineError::Image(e.to_string()))?;
+        self.mtmd
+            .tokenize(
+                MtmdInputText {
+                    text: self.shared.marker.clone(),
+                    add_special: false,
+                    parse_special: true,
+                },
+                &[&bitmap],
+            )
+            .map_err(|e| EngineError::Image(e.to_string()))
     }
 
     pub(super) fn render(
@@ -138,7 +155,7 @@ impl Scheduler<'_, '_> {
         )
     }
 
-    fn post_tokens(
+    pub(super) fn post_tokens(
         &self,
         history: &[Turn],
         question: &str,

@@ -1,17 +1,16 @@
-//! Feedback messages: a reviewer's correction of a stored verdict. Parsing
-//! and validation are pure; the worker stores the result idempotently.
+//! Parsing and validating a feedback message (docs/messages.md), pure: the
+//! worker applies it to what it consumes, and `dfa serve` to what it is about
+//! to publish, so both refuse the same corrections for the same reasons.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::outcome::{Halt, Outcome, Step};
-use super::process::{Incoming, Processor};
-use super::request::{check_schema_version, from_json, parse_request_id, reject_nul, RequestError};
 use crate::domain::{Artifact, Correction, ForgeryType, Label};
-use crate::engine::Backend;
-use crate::store::CorrectionWrite;
+use crate::worker::request::{
+    check_schema_version, from_json, parse_request_id, reject_nul, RequestError,
+};
 
 const MAX_REVIEWER_CHARS: usize = 200;
 const MAX_NOTE_CHARS: usize = 4000;
@@ -135,37 +134,6 @@ fn check_not_future(
             ),
         )),
         _ => Ok(()),
-    }
-}
-
-impl<B: Backend> Processor<B> {
-    /// Stores a correction; an unknown request_id is dead-lettered.
-    pub(super) async fn process_feedback(&self, msg: &Incoming) -> Step<Outcome> {
-        let max_skew = self.settings.worker.feedback_max_skew;
-        let correction = parse_feedback(&msg.payload, Utc::now(), max_skew)
-            .map_err(|e| Halt::reject(None, e.kind(), e.to_string()))?;
-        let request_id = Some(correction.request_id);
-        tracing::Span::current()
-            .record("request_id", tracing::field::display(correction.request_id));
-        let write = self
-            .with_retry("store_correction", || {
-                self.store.upsert_correction(&correction, &msg.source)
-            })
-            .await
-            .map_err(|gave_up| Halt::from_retry(gave_up, request_id, "database_rejected"))?;
-        if write == CorrectionWrite::UnknownRequest {
-            return Err(Halt::reject(
-                request_id,
-                "unknown_request",
-                format!("no verdict with request_id {}", correction.request_id),
-            ));
-        }
-        tracing::info!(?write, reviewer = %correction.reviewer, "correction stored");
-        self.metrics
-            .corrections
-            .with_label_values(&[write.as_str()])
-            .inc();
-        Ok(Outcome::Done)
     }
 }
 

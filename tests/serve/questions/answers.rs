@@ -1,0 +1,186 @@
+//! Answers: persisted with their author and adapter, seen by the next
+//! question; a request's own question read as a reviewer's would be.
+
+use dfa::domain::access::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{conversation, engine, questions, rows, seed};
+use crate::harness::{png, Harness};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_is_persisted_with_its_author_and_seen_by_the_next() {
+    let h = Harness::start_on("serve_ask", |_| {}, engine(16)).await;
+    let id = seed(&h, None).await;
+    let alice = h.token(Role::Reviewer, "alice@trust", None).await;
+
+    let (status, first) = h
+        .post(
+            &questions(id),
+            Some(&alice),
+            &json!({"question": " Why is it fake? "}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["request_id"], id.to_string());
+    assert_eq!(first["turn"], 0);
+    assert_eq!(first["question"], "Why is it fake?");
+    assert_eq!(first["author"], "alice@trust");
+    assert_eq!(first["adapter"], "tiny-0");
+    assert!(
+        first["timings_ms"]["total"].as_f64().unwrap() > 0.0,
+        "{first}"
+    );
+
+    let (status, second) = h
+        .post(
+            &questions(id),
+            Some(&alice),
+            &json!({"question": "Which region?"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["turn"], 2, "after the first question and its answer");
+    // The same question on a twin verdict (same image, same turns) but
+    // without the first follow-up in its history reuses less of the cached
+    // conversation than the second did: the second's history held the first.
+    let twin = seed(&h, None).await;
+    let (status, third) = h
+        .post(
+            &questions(twin),
+            Some(&alice),
+            &json!({"question": "Which region?"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    let reused = |v: &Value| v["reused_tokens"].as_u64().unwrap();
+    assert!(
+        reused(&second) > reused(&third),
+        "the second question continues the first one's cached conversation: {second} {third}"
+    );
+
+    let turns = conversation(&h, id).await;
+    let rows = rows(&turns);
+    let answer = |v: &Value| v["answer"].as_str().unwrap().to_string();
+    let (a1, a2) = (answer(&first), answer(&second));
+    assert_eq!(
+        rows,
+        [
+            (0, "user", Some("alice@trust"), "Why is it fake?", None),
+            (1, "assistant", None, a1.as_str(), Some("tiny-0")),
+            (2, "user", Some("alice@trust"), "Which region?", None),
+            (3, "assistant", None, a2.as_str(), Some("tiny-0")),
+        ]
+    );
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dfa_follow_ups_total{outcome=\"answered\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dfa_follow_up_seconds_count{cache=\"hit\",stage=\"answer\"} 1"),
+        "{metrics}"
+    );
+    let (_, doc) = h.get("/api/openapi.json", None).await;
+    assert!(doc["paths"]["/api/verdicts/{request_id}/questions"]["post"].is_object());
+    h.stop().await;
+}
+
+/// A verdict made as the worker makes it (`analyze_bytes` on the serve
+/// engine, with a question of its own), stored as the worker stores it.
+async fn analysed_with_a_question(h: &Harness, question: &str) -> (String, dfa::domain::Verdict) {
+    let bytes = png(5);
+    let sha = h.put_image(&bytes).await;
+    let mut tasks = dfa::engine::Tasks::requested(true, 0.5, vec![question.to_string()]);
+    tasks.image_key = Some(sha.clone());
+    let verdict = dfa::engine::analyze::analyze_bytes(
+        h.app.engine.as_ref(),
+        Uuid::new_v4(),
+        std::sync::Arc::new(bytes),
+        tasks,
+        &h.app.intake,
+        &h.app.settings.analysis,
+    )
+    .await
+    .expect("analysed");
+    store_verdict(h, &sha, &verdict).await;
+    (sha, verdict)
+}
+
+async fn store_verdict(h: &Harness, sha: &str, verdict: &dfa::domain::Verdict) {
+    let stored = dfa::store::NewVerdict {
+        verdict: verdict.clone(),
+        tenant: None,
+        metadata: json!({}),
+        image_bytes: 1,
+        image_source: "inline".into(),
+        image_sha256: sha.to_string(),
+        request_sha256: "e".repeat(64),
+        source: dfa::store::Source {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        },
+        result: "{}".into(),
+    };
+    h.app
+        .store
+        .insert_verdicts(&[stored])
+        .await
+        .expect("stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requests_own_question_reads_as_a_reviewers_would() {
+    let h = Harness::start_on("serve_ask_worker", |_| {}, engine(16)).await;
+    let (sha, verdict) = analysed_with_a_question(&h, "Why?").await;
+    let id = verdict.request_id;
+    assert_eq!(verdict.answers.len(), 1);
+    let turns = conversation(&h, id).await;
+    let rows = rows(&turns);
+    let answer = verdict.answers[0].answer.as_str();
+    assert_eq!(
+        rows,
+        [
+            (0, "user", None, "Why?", None),
+            (1, "assistant", None, answer, Some("tiny-0")),
+        ],
+        "the worker's answer names its adapter"
+    );
+
+    // A reviewer's follow-up continues that conversation: the engine's
+    // cache restores what the request's question left (image, verdict
+    // turns, question, answer) only if the follow-up's conversation extends
+    // it token for token. A twin verdict (same image and turns, no question
+    // of its own) shows what is reused without that: less.
+    let reviewer = h.token(Role::Reviewer, "ivy", None).await;
+    let where_ = json!({"question": "Where?"});
+    let (status, next) = h.post(&questions(id), Some(&reviewer), &where_).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(next["turn"], 2);
+    let twin = dfa::domain::Verdict {
+        request_id: Uuid::new_v4(),
+        answers: Vec::new(),
+        ..verdict.clone()
+    };
+    store_verdict(&h, &sha, &twin).await;
+    let (status, alone) = h
+        .post(&questions(twin.request_id), Some(&reviewer), &where_)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{alone}");
+    let reused = |v: &Value| v["reused_tokens"].as_u64().unwrap();
+    assert!(
+        reused(&next) > reused(&alone),
+        "the request's question was asked after the verdict's turns: {next} {alone}"
+    );
+    h.stop().await;
+}
