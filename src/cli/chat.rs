@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::setup::start_engine;
 use super::AdapterChoice;
-use crate::domain::prompts::Turn;
 use crate::domain::dialogue::{verdict_turns, Screened};
+use crate::domain::prompts::Turn;
 use crate::domain::Verdict;
 use crate::engine::analyze::analyze_bytes;
 use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};

@@ -81,6 +81,11 @@ pub async fn tokens(config_dir: &Path, cmd: TokensCommand) -> anyhow::Result<Exi
                 anyhow::bail!("--name must hold 1..200 characters");
             }
             let tenant = tenant.as_deref().map(str::trim).filter(|t| !t.is_empty());
+            if role == Role::Admin && tenant.is_some() {
+                // Adapters serve every tenant: a tenant's admin would change
+                // the model for all of them.
+                anyhow::bail!("--tenant: admin tokens act on every tenant (adapters); make a reviewer or analyst token for one tenant");
+            }
             let token = NewToken::generate();
             let id = store
                 .create_token(name, role, tenant, &token.sha256)

@@ -103,6 +103,14 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the caller may do this: its role allows it, and the
+    /// adapter registry (which serves every tenant) is only for callers
+    /// bound to no tenant.
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.allows(permission)
+            && (permission != Permission::Adapters || self.tenant.is_none())
+    }
+
     /// Whether a verdict of `tenant` is visible to this caller.
     pub fn sees(&self, tenant: Option<&str>) -> bool {
         match &self.tenant {
@@ -152,6 +160,19 @@ mod tests {
         assert!(p(Some("a")).sees(Some("a")));
         assert!(!p(Some("a")).sees(Some("b")));
         assert!(!p(Some("a")).sees(None));
+    }
+
+    #[test]
+    fn only_callers_of_no_tenant_touch_the_adapters() {
+        let admin = |tenant: Option<&str>| Principal {
+            token_id: 1,
+            name: "ops".into(),
+            role: Role::Admin,
+            tenant: tenant.map(str::to_string),
+        };
+        assert!(admin(None).may(Permission::Adapters));
+        assert!(!admin(Some("acme")).may(Permission::Adapters));
+        assert!(admin(Some("acme")).may(Permission::Read));
     }
 
     #[test]

@@ -14,6 +14,14 @@ pub struct Screened<'a> {
     pub explanation: Option<&'a str>,
 }
 
+/// The engine's conversation-cache key (`Tasks::image_key`) of a verdict's
+/// conversation: the worker's own questions and `dfa serve`'s follow-ups use
+/// it alike. Per verdict, not per image, so that two tenants' verdicts on the
+/// same image never share cached state (whose reuse would be observable).
+pub fn conversation_key(request_id: uuid::Uuid) -> String {
+    format!("verdict:{request_id}")
+}
+
 /// The answer text for a yes/no prompt word ("Yes" → "Yes."), as DFA-GPT
 /// answers the detection question.
 pub fn sentence(word: &str) -> String {

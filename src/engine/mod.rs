@@ -55,7 +55,8 @@ pub struct Tasks {
     pub questions: Vec<String>,
     /// Return the full logits after the detection question (diagnostics, tests).
     pub keep_detection_logits: bool,
-    /// The caller's name for the image (its sha256). The engine keeps the KV
+    /// The caller's name for the conversation about this image
+    /// (`domain::dialogue::conversation_key`). The engine keeps the KV
     /// state of recent conversations under it (`engine.conversation_cache_bytes`),
     /// so the next question about the same image decodes only its new tokens.
     pub image_key: Option<String>,

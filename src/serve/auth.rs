@@ -22,7 +22,7 @@ pub struct Caller(pub Principal);
 impl Caller {
     /// 403 unless the caller's role grants `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.0.role.allows(permission) {
+        if self.0.may(permission) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(self.0.role.as_str()))

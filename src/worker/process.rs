@@ -386,8 +386,12 @@ impl<B: Backend> Processor<B> {
         let s = &self.settings;
         let started = Instant::now();
         let tasks = Tasks {
-            // Reviewers' follow-ups on this image can reuse the engine's state.
-            image_key: Some(image.sha256.clone()),
+            // The request's own questions run as a follow-up after the
+            // screening and reuse its image prefix. Without questions
+            // nothing would reuse it (reviewers ask through `dfa serve`'s own
+            // engine), so no state is copied out.
+            image_key: (!request.questions.is_empty())
+                .then(|| crate::domain::dialogue::conversation_key(request.request_id)),
             ..Tasks::requested(
                 request.explain,
                 s.analysis.explain_threshold,

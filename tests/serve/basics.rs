@@ -6,14 +6,21 @@ use reqwest::StatusCode;
 use crate::harness::Harness;
 
 #[tokio::test]
-async fn healthz_metrics_and_openapi_need_no_token() {
+async fn healthz_and_metrics_need_no_token_the_openapi_document_any() {
     let h = Harness::start("serve_basics").await;
     let (status, body) = h.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["checks"]["database"], true);
     assert_eq!(body["checks"]["engine"], true);
 
-    let (status, doc) = h.get("/api/openapi.json", None).await;
+    let (status, _) = h.get("/api/openapi.json", None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "every /api call needs a token"
+    );
+    let analyst = h.token(Role::Analyst, "bo", None).await;
+    let (status, doc) = h.get("/api/openapi.json", Some(&analyst)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         doc["openapi"].as_str().unwrap_or("").starts_with("3."),

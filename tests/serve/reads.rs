@@ -203,7 +203,7 @@ async fn every_filter_narrows_the_list() {
     assert_eq!(item_a["correction_label"], "real");
 
     // The OpenAPI document has the read routes and their parameters.
-    let (_, doc) = h.get("/api/openapi.json", None).await;
+    let (_, doc) = h.get("/api/openapi.json", Some(&token)).await;
     for path in [
         "/api/verdicts",
         "/api/verdicts/{request_id}",

@@ -127,6 +127,8 @@ pub(crate) struct Job {
     pub(super) explanation: Option<String>,
     pub(super) answers: Vec<Answer>,
     pub(super) timings: EngineTimings,
+    /// Since when a finished job waits for its caller to take the stream.
+    pub(super) draining_since: Option<Instant>,
     pub(super) generated_tokens: usize,
     pub(super) error: Option<EngineError>,
 }
@@ -170,6 +172,7 @@ impl Job {
             explanation: None,
             answers: Vec::new(),
             timings: EngineTimings::default(),
+            draining_since: None,
             generated_tokens: 0,
             error: None,
             tasks,

@@ -4,7 +4,10 @@
 //! thread; the job waits in `draining`, holding no sequences). A caller that
 //! stops listening cancels its job.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a finished job waits for its caller to take the streamed rest.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 use super::job::Job;
 use super::stream::Gone;
@@ -61,6 +64,7 @@ impl Scheduler<'_, '_> {
             self.admission.finish(lease);
         }
         if waits {
+            job.draining_since = Some(Instant::now());
             self.draining.push(job);
         }
     }
@@ -86,7 +90,13 @@ impl Scheduler<'_, '_> {
                 }
                 Some(Ok(true)) | None => true,
             };
-            if flushed || job.is_abandoned() {
+            // A caller that stops reading gets its reply (the whole answer)
+            // after DRAIN_LIMIT without the rest of the stream: a draining
+            // job holds back adapter swaps, so it must not wait forever.
+            let stale = job
+                .draining_since
+                .is_some_and(|t| t.elapsed() > DRAIN_LIMIT);
+            if flushed || stale || job.is_abandoned() {
                 let mut job = self.draining.swap_remove(i);
                 reply(&mut job, &self.identity);
             } else {

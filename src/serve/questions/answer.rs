@@ -122,7 +122,11 @@ pub(super) async fn run(
     let started = Instant::now();
     let mut first_token = None;
     let timeout = app.settings.serve.answer_timeout;
-    let analysis = tokio::time::timeout(timeout, app.engine.analyze(request));
+    // One deadline for everything, handing pieces on included: a client that
+    // keeps the connection open but stops reading must not hold the engine's
+    // stream (and so the engine) past it.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let analysis = tokio::time::timeout_at(deadline, app.engine.analyze(request));
     tokio::pin!(analysis);
     let mut open = true;
     let result = loop {
@@ -132,9 +136,7 @@ pub(super) async fn run(
             piece = pieces.recv(), if open => match piece {
                 Some(text) => {
                     first_token.get_or_insert_with(|| started.elapsed());
-                    if !listener.piece(text.replace('\0', "\u{FFFD}")).await {
-                        return Err(Stop::Gone);
-                    }
+                    hand_on(listener, text, deadline).await?;
                 }
                 None => open = false,
             },
@@ -145,9 +147,7 @@ pub(super) async fn run(
     };
     while let Ok(text) = pieces.try_recv() {
         first_token.get_or_insert_with(|| started.elapsed());
-        if !listener.piece(text.replace('\0', "\u{FFFD}")).await {
-            return Err(Stop::Gone);
-        }
+        hand_on(listener, text, deadline).await?;
     }
     let analysis = match result {
         Ok(Ok(analysis)) => analysis,
@@ -164,6 +164,20 @@ pub(super) async fn run(
         first_token,
         elapsed: started.elapsed(),
     })
+}
+
+/// Hands one piece on by `deadline`; a listener gone or too slow to take
+/// it ends the follow-up (dropping the piece channel stops the engine job).
+async fn hand_on(
+    listener: &mut impl Listener,
+    text: String,
+    deadline: tokio::time::Instant,
+) -> Result<(), Stop> {
+    let piece = listener.piece(text.replace('\0', "\u{FFFD}"));
+    match tokio::time::timeout_at(deadline, piece).await {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(Stop::Gone),
+    }
 }
 
 fn engine_error(e: EngineError) -> ApiError {

@@ -32,7 +32,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::parse_json;
 use super::state::App;
 use crate::domain::access::Permission;
-use crate::domain::dialogue::{history, Screened};
+use crate::domain::dialogue::{conversation_key, history, Screened};
 use crate::engine::{AnalysisRequest, Tasks};
 use crate::intake::DecodedImage;
 use crate::store::turns_of;
@@ -138,7 +138,7 @@ async fn prepare(
     let history = history(&app.prompts, &screened, &turns_of(&records));
     let image = stored_image(app, &basis.image_sha256).await?;
     let tasks = Tasks {
-        image_key: Some(basis.image_sha256),
+        image_key: Some(conversation_key(request_id)),
         ..Tasks::follow_up(history, question.clone())
     };
     Ok(Asked {

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use data::{generate, ScratchDb};
 
 use super::report::{self, Section};
+use super::serve_follow_ups::{measure, FollowUpFigures};
 use super::BenchArgs;
 use crate::domain::access::{NewToken, Role};
 use crate::domain::verdict_query::{Keyset, VerdictFilter};
@@ -86,13 +87,21 @@ pub(super) async fn run(
         "bench: {} verdicts in database {}, then /api/verdicts and /api/stats",
         args.verdict_rows, db.name
     );
-    let measured = on_scratch(settings, config, &db, args.verdict_rows).await;
+    let pngs = super::pictures::pngs(FOLLOW_UP_VERDICTS)?;
+    let measured = on_scratch(settings, config, &db, args.verdict_rows, &pngs).await;
     db.drop_database().await;
-    let body = render(&measured?);
+    let (queries, follow_ups) = measured?;
+    let body = render(&queries);
     println!("{body}");
     report::update(&args.report, &SECTION, &body)?;
+    let body = super::serve_follow_ups::render(&follow_ups);
+    println!("{body}");
+    report::update(&args.report, &super::serve_follow_ups::SECTION, &body)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+/// Verdicts a reviewer asks two follow-ups about, for the TTFT figures.
+const FOLLOW_UP_VERDICTS: usize = 8;
 
 /// `dfa serve`'s App on the scratch database (with the bench-size model's
 /// engine, which follow-up timings need), measured.
@@ -101,9 +110,15 @@ async fn on_scratch(
     config: EngineConfig,
     db: &ScratchDb,
     rows: u64,
-) -> anyhow::Result<QueryLatencies> {
+    pngs: &[Vec<u8>],
+) -> anyhow::Result<(QueryLatencies, FollowUpFigures)> {
     let mut s = settings.clone();
     s.database.url = db.url.clone().into();
+    // The follow-ups' images go to a store of their own, removed afterwards.
+    let images = tempfile::tempdir()?;
+    s.image_store.dir = images.path().to_string_lossy().into_owned();
+    s.serve.questions_per_minute = 10_000;
+    s.serve.questions_burst = 10_000;
     let store = Store::connect(&db.url, 8).await?;
     store.migrate().await?;
     let prompts = config.prompts.clone();
@@ -112,9 +127,13 @@ async fn on_scratch(
     let app = Arc::new(App::new(s, prompts, store, engine, None, producer));
     let (base, stop, server) = serve_locally(app.clone()).await?;
     let measured = query_latencies(&app, &base, rows).await;
+    let follow_ups = match &measured {
+        Ok(_) => measure(&app, &base, pngs).await,
+        Err(_) => Err(anyhow::anyhow!("not measured")),
+    };
     stop.cancel();
     server.await??;
-    measured
+    Ok((measured?, follow_ups?))
 }
 
 /// `app`'s router on a free loopback port until `stop`: its base URL.
