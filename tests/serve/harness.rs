@@ -56,35 +56,7 @@ impl Harness {
 
     /// Starts with settings changed by `tweak` (rate limits, signing key...).
     pub async fn start_with(test: &str, tweak: impl FnOnce(&mut Settings)) -> Harness {
-        let env = Env::new(test).await;
-        let mut s = settings(&env);
-        tweak(&mut s);
-        std::fs::create_dir_all(&s.image_store.dir).expect("image store dir");
-        let store = Store::connect(&env.db_url, 4).await.expect("connect");
-        let engine = common::engine(None).await;
-        let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
-        let app = Arc::new(App::new(
-            s,
-            Prompts::embedded(),
-            store,
-            engine,
-            None,
-            producer,
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(dfa::serve::serve_on(listener, app.clone(), stop.clone()));
-        Harness {
-            env,
-            app,
-            base,
-            http: reqwest::Client::new(),
-            stop,
-            server: Some(server),
-        }
+        Self::start_on(test, tweak, common::engine_config(None)).await
     }
 
     /// A new token's secret.
