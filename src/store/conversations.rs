@@ -42,6 +42,9 @@ pub struct FollowUp<'a> {
     pub question: &'a str,
     pub answer: &'a str,
     pub adapter_id: Option<&'a str>,
+    /// The turn the question must take: the conversation as the model saw
+    /// it when the answer was generated. `None`: after whatever is there.
+    pub expected_turn: Option<i32>,
 }
 
 impl Store {
@@ -70,12 +73,14 @@ impl Store {
 
     /// Appends a question and its answer after the last turn. Concurrent
     /// follow-ups on one verdict are serialised by a lock on its row, so
-    /// turns never collide. Returns the question's turn number.
+    /// turns never collide. Returns the question's turn number, or `None`
+    /// (nothing stored) when `expected_turn` is not the next turn: another
+    /// follow-up was stored meanwhile, which this answer never saw.
     pub async fn append_follow_up(
         &self,
         request_id: Uuid,
         f: &FollowUp<'_>,
-    ) -> Result<i32, StoreError> {
+    ) -> Result<Option<i32>, StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT 1 FROM verdicts WHERE request_id = $1 FOR UPDATE")
             .bind(request_id)
@@ -87,6 +92,9 @@ impl Store {
         .bind(request_id)
         .fetch_one(&mut *tx)
         .await?;
+        if f.expected_turn.is_some_and(|e| e != next) {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO conversation_messages (request_id, turn, role, author, content, adapter_id) \
              VALUES ($1, $2, 'user', $3, $4, NULL), ($1, $2 + 1, 'assistant', NULL, $5, $6)",
@@ -100,7 +108,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(next)
+        Ok(Some(next))
     }
 }
 

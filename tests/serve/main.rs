@@ -14,3 +14,4 @@ mod reads;
 mod reads_detail;
 mod reads_scale;
 mod reads_stats;
+mod turns;

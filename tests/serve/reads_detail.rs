@@ -32,6 +32,7 @@ async fn one_verdict_shows_its_image_conversation_and_corrections() {
                 question: "Why the eyes?",
                 answer: "The reflections differ.",
                 adapter_id: Some("ad1"),
+                expected_turn: None,
             },
         )
         .await

@@ -80,10 +80,11 @@ pub(super) async fn respond(app: &App, asked: Asked) -> Result<Json<FollowUpAnsw
         request_id,
         question,
         author,
+        next_turn,
         request,
     } = asked;
     let done = match run(app, request, &mut Nobody).await {
-        Ok(answered) => persist(app, request_id, &question, &author, answered).await,
+        Ok(answered) => persist(app, request_id, (&question, &author, next_turn), answered).await,
         Err(Stop::Failed(e)) => Err(e),
         // `Nobody` never goes.
         Err(Stop::Gone) => Err(ApiError::internal(anyhow::anyhow!("follow-up abandoned"))),
@@ -195,12 +196,13 @@ fn engine_error(e: EngineError) -> ApiError {
 }
 
 /// Appends the question and its answer to the conversation (one
-/// transaction: both turns or neither), and records the timings.
+/// transaction: both turns or neither) at `next_turn`, and records the
+/// timings. A follow-up stored meanwhile on the same verdict (which this
+/// answer never saw) makes it a 409: asked again, it sees that one.
 pub(super) async fn persist(
     app: &App,
     request_id: Uuid,
-    question: &str,
-    author: &str,
+    (question, author, next_turn): (&str, &str, i32),
     answered: Answered,
 ) -> Result<FollowUpAnswer, ApiError> {
     let Answered {
@@ -224,9 +226,17 @@ pub(super) async fn persist(
                 question,
                 answer: &answer,
                 adapter_id: adapter.as_deref(),
+                expected_turn: Some(next_turn),
             },
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "another follow-up on this verdict was answered while this one was generated; \
+                 ask again so that the answer sees it"
+                    .into(),
+            )
+        })?;
     let cache = if analysis.reused_tokens > 0 {
         "hit"
     } else {

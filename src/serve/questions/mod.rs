@@ -56,6 +56,9 @@ pub(super) struct Asked {
     request_id: Uuid,
     question: String,
     author: String,
+    /// The turn the question takes if the conversation does not move on
+    /// while the answer is generated.
+    next_turn: i32,
     request: AnalysisRequest,
 }
 
@@ -145,6 +148,7 @@ async fn prepare(
         request_id,
         question,
         author: caller.name().to_string(),
+        next_turn: records.last().map_or(0, |r| r.turn + 1),
         request: AnalysisRequest { image, tasks },
     })
 }

@@ -70,6 +70,7 @@ async fn answer_as_events(app: Arc<App>, asked: Asked, events: Events) {
         request_id,
         question,
         author,
+        next_turn,
         request,
     } = asked;
     let mut client = Client(events);
@@ -78,7 +79,9 @@ async fn answer_as_events(app: Arc<App>, asked: Asked, events: Events) {
         Err(Stop::Gone) => None,
         Ok(_) if client.0.is_closed() => None,
         Err(Stop::Failed(e)) => Some(Err(e)),
-        Ok(answered) => Some(answer::persist(&app, request_id, &question, &author, answered).await),
+        Ok(answered) => {
+            Some(answer::persist(&app, request_id, (&question, &author, next_turn), answered).await)
+        }
     };
     let event = match persisted {
         None => {
