@@ -53,40 +53,57 @@ pub async fn analyze_bytes<B: Backend>(
 ) -> Result<Verdict, AnalyzeError> {
     let started = Instant::now();
     let (screening, questions) = split_questions(tasks);
-    let (image, decode_ms) = intake.decode(bytes.clone()).await;
-    let image = image?;
-    let result = backend
-        .analyze(AnalysisRequest {
-            image,
-            tasks: screening,
-        })
-        .await?;
-    let mut verdict = assemble_verdict(request_id, result, analysis.threshold);
-    verdict.timings_ms.decode_image = decode_ms;
-    if let Some(questions) = questions {
-        let screened = Screened {
-            label: verdict.label,
-            forgery_type: verdict.forgery_type,
-            explanation: verdict.explanation.as_deref(),
-        };
-        let tasks = Tasks {
-            history: history(backend.prompts(), &screened, &questions.history),
-            ..questions
-        };
-        // Decoded again rather than kept: a copy held while the screening
-        // waits in the engine's queue would sit outside the decode budget.
-        let (image, decode_ms) = intake.decode(bytes).await;
-        let answered = backend
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (image, decode_ms) = intake.decode(bytes.clone()).await;
+        let image = image?;
+        let result = backend
             .analyze(AnalysisRequest {
-                image: image?,
-                tasks,
+                image,
+                tasks: screening.clone(),
             })
             .await?;
-        add_answers(&mut verdict, answered, decode_ms);
+        let mut verdict = assemble_verdict(request_id, result, analysis.threshold);
+        verdict.timings_ms.decode_image = decode_ms;
+        if let Some(questions) = &questions {
+            let screened = Screened {
+                label: verdict.label,
+                forgery_type: verdict.forgery_type,
+                explanation: verdict.explanation.as_deref(),
+            };
+            let tasks = Tasks {
+                history: history(backend.prompts(), &screened, &questions.history),
+                ..questions.clone()
+            };
+            // Decoded again rather than kept: a copy held while the screening
+            // waits in the engine's queue would sit outside the decode budget.
+            let (image, decode_ms) = intake.decode(bytes.clone()).await;
+            let answered = backend
+                .analyze(AnalysisRequest {
+                    image: image?,
+                    tasks,
+                })
+                .await?;
+            // An adapter swap landed between the two jobs: the answers came
+            // from another model than the verdict, which records one. Both
+            // are made again (swaps are rare), unless an answer was already
+            // streamed to someone.
+            if answered.model != verdict.model
+                && questions.stream.is_none()
+                && attempt < SAME_MODEL_ATTEMPTS
+            {
+                continue;
+            }
+            add_answers(&mut verdict, answered, decode_ms);
+        }
+        verdict.timings_ms.total = started.elapsed().as_secs_f64() * 1000.0;
+        return Ok(verdict);
     }
-    verdict.timings_ms.total = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(verdict)
 }
+
+/// Attempts at a verdict whose screening and questions one model answered.
+const SAME_MODEL_ATTEMPTS: usize = 3;
 
 /// Splits a screening that also asks questions into the screening alone and
 /// the questions as a follow-up (its history: the caller's earlier turns, to

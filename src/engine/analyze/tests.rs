@@ -158,3 +158,60 @@ fn real_verdict_has_no_type() {
     assert_eq!(v.forgery_type, None);
     assert!(v.artifacts.is_empty());
 }
+
+/// Screens and answers as `Recording`, but its adapter changes after the
+/// first job, as a hot swap between a request's two jobs would.
+#[derive(Default)]
+struct SwappedAfterFirst(Recording);
+
+impl Backend for SwappedAfterFirst {
+    async fn analyze(&self, request: AnalysisRequest) -> Result<Analysis, EngineError> {
+        let first = self.0 .0.lock().unwrap().is_empty();
+        let mut a = self.0.analyze(request).await?;
+        a.model.adapter = Some(crate::domain::AdapterIdentity {
+            id: if first { "old" } else { "new" }.into(),
+            sha256: "s".into(),
+            scale: 1.0,
+        });
+        Ok(a)
+    }
+
+    async fn set_adapter(
+        &self,
+        _: Option<crate::engine::AdapterSpec>,
+    ) -> Result<ModelIdentity, EngineError> {
+        unreachable!("no adapter in these tests")
+    }
+}
+
+#[tokio::test]
+async fn a_swap_between_screening_and_questions_makes_both_again() {
+    let backend = SwappedAfterFirst::default();
+    let settings = crate::settings::Settings::embedded().unwrap();
+    let intake = Intake::new(&settings.image);
+    let tasks = Tasks::requested(false, 0.5, vec!["Why?".to_string()]);
+    let v = analyze_bytes(
+        &backend,
+        Uuid::nil(),
+        png(),
+        tasks,
+        &intake,
+        &settings.analysis,
+    )
+    .await
+    .unwrap();
+    let seen = backend.0 .0.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        4,
+        "screened (old), asked (new), then both again"
+    );
+    assert!(seen[2].screen && !seen[3].screen);
+    let adapter = v.model.adapter.map(|a| a.id);
+    assert_eq!(
+        adapter.as_deref(),
+        Some("new"),
+        "one adapter made the whole verdict"
+    );
+    assert_eq!(v.answers.len(), 1);
+}
