@@ -20,6 +20,7 @@ mod engine;
 mod estimate;
 mod pictures;
 mod report;
+mod scratch;
 mod serve_follow_ups;
 mod serve_queries;
 mod train;

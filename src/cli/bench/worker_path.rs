@@ -6,7 +6,6 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use base64::Engine as _;
 use futures::stream::{self, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -17,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::scratch::ScratchDb;
 use crate::engine::Backend;
 use crate::settings::{KafkaSettings, Settings};
 use crate::worker::kafka::client_config;
@@ -30,7 +30,8 @@ pub(super) async fn through_worker<B: Backend + 'static>(
     pngs: &[Vec<u8>],
     steady: bool,
 ) -> anyhow::Result<f64> {
-    let (scratch, s) = Scratch::create(settings).await?;
+    let scratch = ScratchDb::create(settings).await?;
+    let s = isolated(settings, &scratch);
     // Both Kafka clients (and their polling threads) stay alive through the
     // measurement, so the figures stay comparable with earlier runs.
     let admin: AdminClient<DefaultClientContext> = client_config(&s.kafka).create()?;
@@ -42,46 +43,12 @@ pub(super) async fn through_worker<B: Backend + 'static>(
     Ok(arrivals.rate(steady))
 }
 
-/// A database of its own for one measurement; the settings that point
-/// the worker at it and at topics of the same name.
-struct Scratch {
-    name: String,
-    admin_db: PgPool,
-}
-
-impl Scratch {
-    async fn create(settings: &Settings) -> anyhow::Result<(Scratch, Settings)> {
-        let name = format!("dfa_bench_{}", &Uuid::new_v4().simple().to_string()[..10]);
-        let base = settings
-            .database
-            .url
-            .expose_secret()
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .context("database.url has no database name")?;
-        let admin_db = PgPool::connect(&format!("{base}/postgres"))
-            .await
-            .context("Postgres (scripts/dev-up)")?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_db)
-            .await?;
-        let s = isolated(settings, &base, &name);
-        Ok((Scratch { name, admin_db }, s))
-    }
-
-    /// Best effort: a leftover scratch database costs disk, not results.
-    async fn drop_database(self) {
-        let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .execute(&self.admin_db)
-            .await;
-    }
-}
-
-/// `settings` pointed at database `name` on the server at `base`, and at
-/// topics and a consumer group named after it.
-fn isolated(settings: &Settings, base: &str, name: &str) -> Settings {
+/// `settings` pointed at the scratch database, and at topics and a
+/// consumer group named after it.
+fn isolated(settings: &Settings, db: &ScratchDb) -> Settings {
+    let name = &db.name;
     let mut s = settings.clone();
-    s.database.url = format!("{base}/{name}").into();
+    s.database.url = db.url.clone().into();
     s.database.migrate_on_start = true;
     s.kafka.requests_topic = format!("{name}.requests");
     s.kafka.results_topic = format!("{name}.results");

@@ -2,12 +2,9 @@
 //! generated in it with one `INSERT … SELECT generate_series`.
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::SPAN_DAYS;
-use crate::settings::Settings;
 
 /// `rows` verdicts over the last `SPAN_DAYS` days (30 % fake, 20 tenants,
 /// three adapters: none, `adapter-1`, `adapter-2`), 1 % of them corrected
@@ -82,45 +79,4 @@ pub(super) async fn generate(pool: &PgPool, rows: u64) -> anyhow::Result<()> {
         .execute(pool)
         .await?;
     Ok(())
-}
-
-/// A database of its own for the benchmark, dropped (best effort) after.
-pub(in crate::cli::bench) struct ScratchDb {
-    pub name: String,
-    pub url: String,
-    admin: PgPool,
-}
-
-impl ScratchDb {
-    pub(in crate::cli::bench) async fn create(settings: &Settings) -> anyhow::Result<ScratchDb> {
-        let name = format!(
-            "dfa_bench_serve_{}",
-            &Uuid::new_v4().simple().to_string()[..10]
-        );
-        let base = settings
-            .database
-            .url
-            .expose_secret()
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .context("database.url has no database name")?;
-        let admin = PgPool::connect(&format!("{base}/postgres"))
-            .await
-            .context("Postgres (scripts/dev-up)")?;
-        // The name is ours (hex), not input.
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        Ok(ScratchDb {
-            url: format!("{base}/{name}"),
-            name,
-            admin,
-        })
-    }
-
-    pub(in crate::cli::bench) async fn drop_database(self) {
-        let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .execute(&self.admin)
-            .await;
-    }
 }

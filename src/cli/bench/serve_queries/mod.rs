@@ -14,9 +14,10 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use data::{generate, ScratchDb};
+use data::generate;
 
 use super::report::{self, Section};
+use super::scratch::ScratchDb;
 use super::serve_follow_ups::{measure, FollowUpFigures};
 use super::BenchArgs;
 use crate::domain::access::{NewToken, Role};
