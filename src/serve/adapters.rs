@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::parse_json;
 use super::state::App;
 use crate::domain::access::Permission;
-use crate::domain::adapter::AdapterRecord;
+use crate::domain::adapter::{AdapterOrigin, AdapterRecord, AdapterStatus};
 use crate::registry::{promote, PromoteError};
 use crate::store::RegistryError;
 
@@ -33,12 +33,14 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
 pub struct AdapterView {
     pub id: String,
     /// `candidate`, `active`, `rejected` or `retired`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: AdapterStatus,
     pub status_reason: Option<String>,
     pub parent_id: Option<String>,
     pub sha256: String,
     /// `retrain` or `import`.
-    pub origin: String,
+    #[schema(value_type = String)]
+    pub origin: AdapterOrigin,
     #[schema(value_type = Object)]
     pub metrics: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -48,10 +50,9 @@ pub struct AdapterView {
 
 impl From<AdapterRecord> for AdapterView {
     fn from(r: AdapterRecord) -> Self {
-        let name = |v: &dyn erased::AsJson| v.as_json();
         AdapterView {
-            status: name(&r.status),
-            origin: name(&r.origin),
+            status: r.status,
+            origin: r.origin,
             id: r.id,
             status_reason: r.status_reason,
             parent_id: r.parent_id,
@@ -60,22 +61,6 @@ impl From<AdapterRecord> for AdapterView {
             created_at: r.created_at,
             promoted_at: r.promoted_at,
             retired_at: r.retired_at,
-        }
-    }
-}
-
-mod erased {
-    /// A unit enum's serde name.
-    pub trait AsJson {
-        fn as_json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> AsJson for T {
-        fn as_json(&self) -> String {
-            match serde_json::to_value(self) {
-                Ok(serde_json::Value::String(s)) => s,
-                other => format!("{other:?}"),
-            }
         }
     }
 }
