@@ -11,9 +11,13 @@ use axum::http::request::Parts;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
+use uuid::Uuid;
+
 use super::error::ApiError;
+use super::extract::verdict_id;
 use super::state::App;
 use crate::domain::access::{token_sha256, Permission, Principal};
+use crate::store::DialogueBasis;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -41,6 +45,24 @@ impl Caller {
 
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// What a follow-up or a correction needs of the verdict at `raw` (a
+    /// path segment): 404 for a malformed or unknown id and for another
+    /// tenant's verdict alike.
+    pub async fn visible_verdict(
+        &self,
+        app: &App,
+        raw: &str,
+    ) -> Result<(Uuid, DialogueBasis), ApiError> {
+        let id = verdict_id(raw)?;
+        let basis = app
+            .store
+            .dialogue_basis(id)
+            .await?
+            .filter(|b| self.sees(b.tenant.as_deref()))
+            .ok_or(ApiError::NotFound("verdict"))?;
+        Ok((id, basis))
     }
 }
 

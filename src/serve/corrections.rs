@@ -100,12 +100,7 @@ async fn correct_verdict(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Correct)?;
-    // An id that is no UUID names no verdict either.
-    let request_id = Uuid::parse_str(&request_id).map_err(|_| ApiError::NotFound("verdict"))?;
-    let basis = app.store.dialogue_basis(request_id).await?;
-    if !basis.is_some_and(|b| caller.sees(b.tenant.as_deref())) {
-        return Err(ApiError::NotFound("verdict"));
-    }
+    let (request_id, _) = caller.visible_verdict(&app, &request_id).await?;
     let body = parse_body(&body)?;
     let payload = payload(request_id, caller.name(), body, Utc::now())?;
     // The worker's rules, on the very bytes it will read.

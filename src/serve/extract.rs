@@ -49,6 +49,12 @@ fn field_of(path: &str, message: &str, whole: &str) -> String {
     }
 }
 
+/// A verdict's request id from a path. Anything that is not a UUID names
+/// no verdict: 404, as an unknown id, so the routes answer alike for both.
+pub fn verdict_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("verdict"))
+}
+
 /// Query parameters; a bad value is a 400 naming the parameter.
 pub struct ApiQuery<T>(pub T);
 

@@ -124,13 +124,7 @@ async fn prepare(
     request_id: &str,
     question: String,
 ) -> Result<Asked, ApiError> {
-    let request_id = Uuid::parse_str(request_id).map_err(|_| ApiError::NotFound("verdict"))?;
-    let basis = app
-        .store
-        .dialogue_basis(request_id)
-        .await?
-        .filter(|b| caller.sees(b.tenant.as_deref()))
-        .ok_or(ApiError::NotFound("verdict"))?;
+    let (request_id, basis) = caller.visible_verdict(app, request_id).await?;
     check_rate(app, caller)?;
     let records = app.store.conversation(request_id).await?;
     let screened = Screened {

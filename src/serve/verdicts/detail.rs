@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::super::auth::Caller;
 use super::super::error::{ApiError, ErrorBody};
+use super::super::extract::verdict_id;
 use super::super::state::App;
-use super::request_id;
 use crate::domain::access::Permission;
 use crate::domain::dialogue::{verdict_turns, Screened};
 use crate::store::{CorrectionRecord, TurnRecord, VerdictDetail};
@@ -103,7 +103,7 @@ pub(super) async fn verdict(
     Path(raw): Path<String>,
 ) -> Result<Json<VerdictView>, ApiError> {
     caller.require(Permission::Read)?;
-    let id = request_id(&raw)?;
+    let id = verdict_id(&raw)?;
     let v = app
         .store
         .verdict_detail(id)

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::super::auth::Caller;
 use super::super::error::{ApiError, ErrorBody};
+use super::super::extract::verdict_id;
 use super::super::state::App;
-use super::request_id;
 use crate::domain::access::Permission;
 
 /// What a response with these bytes says it holds.
@@ -35,7 +35,7 @@ pub(super) async fn verdict_image(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Read)?;
-    let id = request_id(&raw)?;
+    let id = verdict_id(&raw)?;
     let sha = app
         .store
         .verdict_image_ref(id)

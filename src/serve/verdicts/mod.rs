@@ -122,9 +122,3 @@ async fn list_verdicts(
         next_cursor,
     }))
 }
-
-/// A request id from the path; anything that is not one names no verdict
-/// (404, as an unknown id), so the routes answer alike for both.
-fn request_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("verdict"))
-}
