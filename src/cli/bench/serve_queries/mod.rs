@@ -137,24 +137,19 @@ async fn on_scratch(
     Ok((measured?, follow_ups?))
 }
 
-/// `app`'s router on a free loopback port until `stop`: its base URL.
+/// `dfa serve` (`serve::serve_on`) on a free loopback port until `stop`:
+/// its base URL.
 pub(super) async fn serve_locally(
     app: Arc<App>,
 ) -> anyhow::Result<(
     String,
     CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
 )> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let stop = CancellationToken::new();
-    let shutdown = stop.clone();
-    let router = crate::serve::router(app);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(crate::serve::serve_on(listener, app, stop.clone()));
     Ok((base, stop, server))
 }
 
