@@ -78,12 +78,18 @@ pub struct NewToken {
 impl NewToken {
     /// 32 random bytes from the OS generator, hex-encoded after the prefix.
     pub fn generate() -> NewToken {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+        let secret = format!("{TOKEN_PREFIX}{}", random_hex32());
         let sha256 = token_sha256(&secret);
         NewToken { secret, sha256 }
     }
+}
+
+/// 32 random bytes from the OS generator, hex-encoded: token secrets,
+/// console session ids and their CSRF tokens.
+pub fn random_hex32() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// What is stored and looked up for a presented token.

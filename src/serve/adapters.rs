@@ -79,12 +79,18 @@ async fn list_adapters(
     State(app): State<Arc<App>>,
     caller: Caller,
 ) -> Result<Json<AdapterList>, ApiError> {
+    Ok(Json(AdapterList {
+        items: list(&app, &caller).await?,
+    }))
+}
+
+/// The registry, newest first, for `caller` (admins of no tenant): this
+/// route and the console's numbers page both show this.
+pub(crate) async fn list(app: &App, caller: &Caller) -> Result<Vec<AdapterView>, ApiError> {
     caller.require(Permission::Adapters)?;
     let mut rows = app.store.list_adapters().await?;
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-    Ok(Json(AdapterList {
-        items: rows.into_iter().map(AdapterView::from).collect(),
-    }))
+    Ok(rows.into_iter().map(AdapterView::from).collect())
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -118,7 +124,6 @@ async fn promote_adapter(
     body: axum::body::Bytes,
 ) -> Result<Json<RegistryChange>, ApiError> {
     caller.require(Permission::Adapters)?;
-    let previous = app.store.active_adapter_ref().await?.map(|a| a.id);
     let body: PromoteBody = if body.is_empty() {
         PromoteBody::default()
     } else {
@@ -127,11 +132,24 @@ async fn promote_adapter(
     let reason = body
         .reason
         .unwrap_or_else(|| format!("promoted over HTTP by {}", caller.name()));
-    match promote(&app.store, &app.settings, &id, &reason).await {
-        Ok(()) => Ok(Json(RegistryChange {
-            retired: previous.filter(|p| *p != id),
-            active: Some(id),
-        })),
+    Ok(Json(promote_as(&app, &caller, &id, &reason).await?))
+}
+
+/// Promotes `id` for `caller` (the registry's checks first), recording
+/// `reason`: the API's route and the console's form both do exactly this.
+pub(crate) async fn promote_as(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+) -> Result<RegistryChange, ApiError> {
+    caller.require(Permission::Adapters)?;
+    let previous = app.store.active_adapter_ref().await?.map(|a| a.id);
+    match promote(&app.store, &app.settings, id, reason).await {
+        Ok(()) => Ok(RegistryChange {
+            retired: previous.filter(|p| p != id),
+            active: Some(id.to_string()),
+        }),
         Err(PromoteError::NotFound(_) | PromoteError::Registry(RegistryError::NotFound(_))) => {
             Err(ApiError::NotFound("adapter"))
         }
@@ -151,12 +169,18 @@ async fn rollback_adapter(
     State(app): State<Arc<App>>,
     caller: Caller,
 ) -> Result<Json<RegistryChange>, ApiError> {
+    Ok(Json(rollback_as(&app, &caller).await?))
+}
+
+/// Rolls the registry back for `caller`: the API's route and the console's
+/// form both do exactly this.
+pub(crate) async fn rollback_as(app: &App, caller: &Caller) -> Result<RegistryChange, ApiError> {
     caller.require(Permission::Adapters)?;
     match app.store.rollback_adapter().await {
-        Ok((retired, restored)) => Ok(Json(RegistryChange {
+        Ok((retired, restored)) => Ok(RegistryChange {
             active: restored,
             retired: Some(retired),
-        })),
+        }),
         Err(RegistryError::NothingActive) => Err(ApiError::Conflict(
             "no adapter is active; nothing to roll back".into(),
         )),

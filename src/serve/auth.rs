@@ -1,5 +1,5 @@
-//! Bearer tokens. Every `/api` route takes a `Caller`: no token, an unknown
-//! or a revoked one is 401; `Caller::require` turns a role without the
+//! Bearer tokens (or the console's session cookie, `session`). Every `/api`
+//! route takes a `Caller`: no token, an unknown or a revoked one is 401; `Caller::require` turns a role without the
 //! permission into 403; `Caller::sees` hides other tenants' verdicts, which
 //! then answer 404 (never 403, so ids do not leak). Tokens never reach a log.
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::verdict_id;
+use super::session::Session;
 use super::state::App;
 use crate::domain::access::{token_sha256, Permission, Principal};
 use crate::store::DialogueBasis;
@@ -70,13 +71,21 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let principal = app
-            .store
-            .principal(&token_sha256(secret))
+        if let Some(secret) = bearer(parts) {
+            let principal = app
+                .store
+                .principal(&token_sha256(secret))
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            return Ok(Caller(principal));
+        }
+        // The console's session cookie stands for its token, with a CSRF
+        // token on whatever changes something.
+        let session = Session::of(&parts.headers, app)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Caller(principal))
+        session.check_header(parts)?;
+        Ok(Caller(session.principal))
     }
 }
 

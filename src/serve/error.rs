@@ -17,6 +17,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("your role ({0}) may not do this")]
     Forbidden(&'static str),
+    /// A cookie-authenticated request without its session's CSRF token.
+    #[error("missing or wrong CSRF token; reload the page")]
+    Csrf,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("`{field}`: {reason}")]
@@ -34,7 +37,7 @@ pub enum ApiError {
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine-readable kind: `unauthorized`, `forbidden`,
+    /// Stable machine-readable kind: `unauthorized`, `forbidden`, `csrf`,
     /// `not_found`, `bad_request`, `conflict`, `rate_limited`,
     /// `unavailable`, `internal`.
     pub error: &'static str,
@@ -59,7 +62,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -73,6 +76,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Csrf => "csrf",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Conflict(_) => "conflict",

@@ -10,9 +10,11 @@
 //! - `corrections`: signed corrections onto the feedback topic
 //! - `adapters`: the registry over HTTP (admin)
 //! - `health`: `/healthz` and `/metrics`
+//! - `session`, `console`: the review console at `/console` (docs/console.md)
 
 pub mod adapters;
 pub mod auth;
+pub mod console;
 pub mod corrections;
 pub mod error;
 pub mod export;
@@ -21,6 +23,7 @@ pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod questions;
+pub mod session;
 pub mod state;
 pub mod stats;
 pub mod verdicts;
@@ -68,6 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
         }),
     )
     .merge(health::routes())
+    .merge(console::routes())
     .layer(axum::extract::DefaultBodyLimit::max(max_body))
     .layer(axum::middleware::from_fn_with_state(
         app.clone(),

@@ -118,6 +118,17 @@ async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     caller.require(Permission::Stats)?;
     let req = parse_query::<StatsParams>(query.as_deref().unwrap_or_default())?.check(Utc::now())?;
+    Ok(Json(load(&app, &caller, &req).await?))
+}
+
+/// The figures of `req` as `caller` may see them (its tenant only, when it
+/// has one): this route and the console's numbers page both answer this.
+pub(crate) async fn load(
+    app: &App,
+    caller: &Caller,
+    req: &StatsRequest,
+) -> Result<Stats, ApiError> {
+    caller.require(Permission::Stats)?;
     let filter = VerdictFilter {
         since: Some(req.since),
         until: Some(req.until),
@@ -133,11 +144,11 @@ async fn stats(
         )?,
         None => (Vec::new(), vec![0; P_FAKE_BINS as usize], Vec::new()),
     };
-    Ok(Json(assemble(&req, &counts, &histogram, adapters)))
+    Ok(assemble(req, &counts, &histogram, adapters))
 }
 
 /// The answer from the store's figures; every bucket of the range appears.
-fn assemble(
+pub(crate) fn assemble(
     req: &StatsRequest,
     counts: &[BucketCount],
     histogram: &[u64],

@@ -14,7 +14,7 @@ use config::{Config, Environment, File, FileFormat};
 pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
-pub use serve::{FeedbackSettings, ServeSettings};
+pub use serve::{ConsoleSettings, FeedbackSettings, ServeSettings};
 
 /// The defaults compiled into the binary, so `dfa` runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -37,6 +37,7 @@ pub struct Settings {
     pub adapters: AdapterSettings,
     pub retrain: RetrainSettings,
     pub serve: ServeSettings,
+    pub console: ConsoleSettings,
     pub feedback: FeedbackSettings,
 }
 

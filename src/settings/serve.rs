@@ -29,6 +29,38 @@ pub struct ServeSettings {
     pub shutdown_grace: Duration,
 }
 
+/// `[console]`: the review console `dfa serve` puts at `/console`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// How long a signed-in browser stays signed in.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// The queue flags a verdict whose p_fake is within this distance of
+    /// `analysis.threshold` (as well as every `fake` one).
+    pub near_threshold: f32,
+    /// Rows per queue page.
+    pub page_size: u32,
+    /// Mark cookies `Secure`. Unset: when the request came over TLS (a
+    /// proxy's `X-Forwarded-Proto: https`).
+    pub secure_cookies: Option<bool>,
+}
+
+impl ConsoleSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if self.session_ttl < Duration::from_secs(60) {
+            return Err(invalid("console.session_ttl", "must be at least 1m"));
+        }
+        if !(0.0..=0.5).contains(&self.near_threshold) {
+            return Err(invalid("console.near_threshold", "must lie in [0, 0.5]"));
+        }
+        if !(1..=500).contains(&self.page_size) {
+            return Err(invalid("console.page_size", "must lie in [1, 500]"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackSettings {

@@ -23,6 +23,7 @@ impl Settings {
         self.telemetry.validate()?;
         self.retrain.validate()?;
         self.serve.validate()?;
+        self.console.validate()?;
         self.feedback.validate()?;
         if self.adapters.dir.trim().is_empty() {
             return Err(invalid("adapters.dir", "must not be empty"));

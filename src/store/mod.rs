@@ -9,12 +9,15 @@ mod deliveries;
 mod images;
 mod learning;
 mod reads;
+mod sessions;
 mod tokens;
 mod verdicts;
 
 pub use conversations::{turns_of, DialogueBasis, FollowUp, TurnRecord};
 pub use learning::{CorrectionWrite, RegistryError};
+pub use reads::QueueRow;
 pub use reads::{AdapterCounts, BucketCount, CorrectionRecord, VerdictDetail, VerdictRow};
+pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
 pub use verdicts::{NewVerdict, StoredResult, Written, VERDICT_BINDS};
 

@@ -6,10 +6,12 @@
 mod agreement;
 mod buckets;
 mod keyset;
+mod queue;
 
 pub use agreement::Agreement;
 pub use buckets::{Bucket, TooManyBuckets, MAX_BUCKETS};
 pub use keyset::{BadCursor, Keyset};
+pub use queue::{Flagging, QueueClass, QueueKey};
 
 use chrono::{DateTime, Utc};
 

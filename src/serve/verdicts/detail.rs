@@ -102,8 +102,19 @@ pub(super) async fn verdict(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<VerdictView>, ApiError> {
+    load(&app, &caller, &raw).await.map(Json)
+}
+
+/// The verdict at `raw_id` (a path segment) as `caller` may see it: the
+/// API's route and the console's verdict page both read it here, so they
+/// apply the same permission and tenant checks.
+pub(crate) async fn load(
+    app: &App,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<VerdictView, ApiError> {
     caller.require(Permission::Read)?;
-    let id = verdict_id(&raw)?;
+    let id = verdict_id(raw_id)?;
     let v = app
         .store
         .verdict_detail(id)
@@ -112,7 +123,7 @@ pub(super) async fn verdict(
         .ok_or(ApiError::NotFound("verdict"))?;
     let (stored, corrections) =
         tokio::try_join!(app.store.conversation(id), app.store.corrections_of(id))?;
-    Ok(Json(view(&app, v, &stored, corrections)))
+    Ok(view(app, v, &stored, corrections))
 }
 
 fn view(

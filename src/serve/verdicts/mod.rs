@@ -24,6 +24,7 @@ use super::state::App;
 use crate::domain::access::Permission;
 use crate::store::VerdictRow;
 
+pub(crate) use detail::load as load_verdict;
 pub use detail::VerdictView;
 
 pub fn routes() -> OpenApiRouter<Arc<App>> {

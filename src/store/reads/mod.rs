@@ -4,9 +4,11 @@
 //! of a filter is a bind parameter (`push_bind`), never SQL text.
 
 mod detail;
+mod queue;
 mod stats;
 
 pub use detail::{CorrectionRecord, VerdictDetail};
+pub use queue::QueueRow;
 pub use stats::{AdapterCounts, BucketCount};
 
 use chrono::{DateTime, Utc};
