@@ -41,6 +41,16 @@ impl ForgeryType {
             ForgeryType::EntireFaceSynthesis => "entire_face_synthesis",
         }
     }
+
+    /// The name people read (pages, charts).
+    pub fn human_name(self) -> &'static str {
+        match self {
+            ForgeryType::FaceSwap => "Face swap",
+            ForgeryType::FaceReenactment => "Face reenactment",
+            ForgeryType::FaceEditing => "Face editing",
+            ForgeryType::EntireFaceSynthesis => "Entire-face synthesis",
+        }
+    }
 }
 
 /// An unknown label or forgery type name.

@@ -43,7 +43,7 @@ pub use state::App;
 #[openapi(
     info(
         title = "dfa",
-        description = "Interactive deepfake analysis: stored verdicts, follow-up questions, corrections, statistics. Every /api route needs `Authorization: Bearer <token>` (`dfa tokens create`)."
+        description = "Interactive deepfake analysis: stored verdicts, follow-up questions, corrections, statistics. Every /api route needs `Authorization: Bearer <token>` (`dfa tokens create`), or the review console's session cookie (`dfa_session`), with its CSRF token in `x-csrf-token` on whatever changes something."
     ),
     modifiers(&BearerScheme),
     security(("bearer" = []))

@@ -16,6 +16,8 @@ pub struct SessionRecord {
 }
 
 impl Store {
+    /// Stores a new session, and forgets those that ended or expired a day
+    /// ago (sign-ins are rare enough to carry that sweep).
     pub async fn create_session(
         &self,
         id_sha256: &str,
@@ -23,6 +25,12 @@ impl Store {
         csrf: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM console_sessions \
+             WHERE least(expires_at, coalesce(ended_at, expires_at)) < now() - interval '1 day'",
+        )
+        .execute(self.pool())
+        .await?;
         sqlx::query(
             "INSERT INTO console_sessions (id_sha256, token_id, csrf, expires_at) VALUES ($1, $2, $3, $4)",
         )

@@ -168,6 +168,19 @@ impl Browser {
         }
     }
 
+    /// Polls `script` (which returns a value) until `done` holds, up to
+    /// `WAIT`; the last value, so the caller asserts on what it waited for.
+    pub async fn wait_js(&self, script: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.js(script, vec![]).await;
+            if done(&v) || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs `script` in the page (`arguments[0..]` = `args`).
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.client

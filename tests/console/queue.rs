@@ -3,16 +3,13 @@
 //! `/console/queue/next` walking the same order; and, in a browser, rows
 //! with their thumbnails leading to the verdict page.
 
-use std::time::{Duration, Instant};
-
 use chrono::{DateTime, Utc};
 use dfa::domain::access::Role;
 use reqwest::header::{COOKIE, LOCATION};
 use reqwest::StatusCode;
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::browser::{Browser, WAIT};
+use crate::browser::Browser;
 use crate::harness::{png, Harness, Seed};
 use crate::http::{client, sign_in, HttpSession};
 
@@ -410,18 +407,6 @@ async fn a_tenant_reviewer_sees_only_its_own_tenant() {
     h.stop().await;
 }
 
-/// Polls `script` until `done` holds, up to `WAIT`; the last value.
-async fn wait_js(b: &Browser, script: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = b.js(script, vec![]).await;
-        if done(&v) || Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reviewer_opens_the_queue_and_a_verdict_from_it_in_a_browser() {
     let h = Harness::start("console_queue_browser").await;
@@ -440,16 +425,16 @@ async fn a_reviewer_opens_the_queue_and_a_verdict_from_it_in_a_browser() {
         .await;
     assert_eq!(ids, serde_json::json!(seeded.all()));
     // Every thumbnail loaded: the cookie authenticates the image route.
-    let widths = wait_js(
-        &b,
-        "return [...document.querySelectorAll('img.thumb')]
+    let widths = b
+        .wait_js(
+            "return [...document.querySelectorAll('img.thumb')]
             .map(i => i.complete ? i.naturalWidth : 0);",
-        |v| {
-            v.as_array()
-                .is_some_and(|a| !a.is_empty() && a.iter().all(|w| w.as_u64() > Some(0)))
-        },
-    )
-    .await;
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(|w| w.as_u64() > Some(0)))
+            },
+        )
+        .await;
     let widths = widths.as_array().expect("widths").clone();
     assert_eq!(widths.len(), 7, "{widths:?}");
     assert!(

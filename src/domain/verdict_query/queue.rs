@@ -37,9 +37,14 @@ impl Flagging {
         (self.threshold - self.near, self.threshold + self.near)
     }
 
-    pub fn flags(&self, label: Label, p_fake: f32) -> bool {
+    /// Within the band around the threshold, whatever the label.
+    pub fn near(&self, p_fake: f32) -> bool {
         let (lo, hi) = self.band();
-        label == Label::Fake || (lo..=hi).contains(&p_fake)
+        (lo..=hi).contains(&p_fake)
+    }
+
+    pub fn flags(&self, label: Label, p_fake: f32) -> bool {
+        label == Label::Fake || self.near(p_fake)
     }
 }
 

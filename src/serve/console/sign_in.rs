@@ -36,10 +36,11 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
+/// A console form that changes something: just its CSRF token.
 #[derive(Debug, Default, Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
-    csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
 /// `/console`: the viewer's first page.
@@ -56,14 +57,17 @@ fn landing(p: &Principal) -> String {
     }
 }
 
-/// Only a console path of this server: never an absolute or
-/// protocol-relative URL (an open redirect).
+/// The console's pages (GET) a sign-in may return to.
+const RETURN_TO: [&str; 3] = ["/console/queue", "/console/verdicts/", "/console/numbers"];
+
+/// Only a page of this console: never an absolute or protocol-relative URL
+/// (an open redirect), a form's target, or anything a header cannot carry.
 fn safe_next(next: Option<&str>) -> Option<&str> {
     next.filter(|n| {
-        n.starts_with("/console")
-            && !n.starts_with("//")
+        (*n == "/console" || RETURN_TO.iter().any(|p| n.starts_with(p)))
             && !n.contains('\\')
-            && !n.starts_with("/console/sign-")
+            && !n.contains("/..")
+            && n.bytes().all(|b| b.is_ascii_graphic())
     })
 }
 
@@ -108,16 +112,19 @@ pub async fn submit(
     let echoed = jar
         .get(SIGN_IN_COOKIE)
         .is_some_and(|c| !f.csrf.is_empty() && same_secret(c.value(), &f.csrf));
-    if !echoed {
-        let problem = "The sign-in form expired. Paste the token again.";
-        return sign_in_page(
+    let refuse = |problem: &str, status| {
+        sign_in_page(
             &app,
             &headers,
-            jar,
+            jar.clone(),
             f.next.as_deref(),
             Some(problem),
-            StatusCode::FORBIDDEN,
-        );
+            status,
+        )
+    };
+    if !echoed {
+        let problem = "The sign-in form expired. Paste the token again.";
+        return refuse(problem, StatusCode::FORBIDDEN);
     }
     let token = f.token.trim();
     let principal = match token.is_empty() {
@@ -131,17 +138,14 @@ pub async fn submit(
     let Some(principal) = principal else {
         tracing::info!("console sign-in refused: unknown or revoked token");
         let problem = "That token is unknown or revoked.";
-        return sign_in_page(
-            &app,
-            &headers,
-            jar,
-            f.next.as_deref(),
-            Some(problem),
-            StatusCode::UNAUTHORIZED,
-        );
+        return refuse(problem, StatusCode::UNAUTHORIZED);
     };
     let to = safe_next(f.next.as_deref()).map_or_else(|| landing(&principal), str::to_string);
     let name = principal.name.clone();
+    // A browser holds one session: signing in again ends the one it had.
+    if let Some(earlier) = Session::of(&headers, &app).await? {
+        earlier.end(&app).await?;
+    }
     let (_, session_cookie) =
         Session::open(&app, principal, secure_cookies(&app, &headers)).await?;
     tracing::info!(who = %name, "console sign-in");
@@ -179,7 +183,13 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), None);
         assert_eq!(safe_next(Some("/console\\..\\x")), None);
         assert_eq!(safe_next(Some("/console/sign-out")), None);
+        assert_eq!(safe_next(Some("/console/assets/console.js")), None);
         assert_eq!(safe_next(Some("/api/verdicts")), None);
+        assert_eq!(safe_next(Some("/console/queue\nSet-Cookie: x=1")), None);
+        assert_eq!(safe_next(Some("/console/adapters/a/promote")), None);
+        assert_eq!(safe_next(Some("/consolex")), None);
+        assert_eq!(safe_next(Some("/console/queue/../sign-out")), None);
+        assert_eq!(safe_next(Some("/console")), Some("/console"));
         assert_eq!(safe_next(None), None);
     }
 }

@@ -6,16 +6,14 @@
 mod ask;
 mod correct;
 
-use std::time::{Duration, Instant};
-
 use chrono::Utc;
 use dfa::domain::access::Role;
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::browser::{Browser, WAIT};
+use crate::browser::Browser;
 use crate::harness::{png, Harness, Seed};
 use crate::http::{client, sign_in};
 
@@ -33,19 +31,6 @@ pub(super) fn page(id: Uuid) -> String {
     format!("/console/verdicts/{id}")
 }
 
-/// Polls `script` (which returns a value) until `done` holds, up to `WAIT`;
-/// the last value, so the caller asserts on what it waited for.
-async fn wait_js(b: &Browser, script: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = b.js(script, vec![]).await;
-        if done(&v) || Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reviewer_sees_the_image_the_label_and_the_scores() {
     let h = Harness::start("console_verdict_view").await;
@@ -56,12 +41,12 @@ async fn a_reviewer_sees_the_image_the_label_and_the_scores() {
     b.goto(&format!("{}?tenant=acme&label=fake", page(seed.request_id)))
         .await;
 
-    let width = wait_js(
-        &b,
-        "const i = document.getElementById('image'); return i.complete ? i.naturalWidth : 0;",
-        |v| v.as_u64().unwrap_or(0) > 0,
-    )
-    .await;
+    let width = b
+        .wait_js(
+            "const i = document.getElementById('image'); return i.complete ? i.naturalWidth : 0;",
+            |v| v.as_u64().unwrap_or(0) > 0,
+        )
+        .await;
     assert_eq!(width, 64, "the stored image loaded");
     let label = b.find("#verdict-label").await.text().await.unwrap();
     assert_eq!(label.to_lowercase(), "fake");

@@ -77,12 +77,15 @@
     answer.dataset.state = "streaming";
     const answerText = answer.querySelector(".text");
     let ended = false;
-    const fail = (message) => {
+    // `stored`: what the server may have kept. A refusal stores nothing; a
+    // stream that breaks may end after the answer was persisted.
+    const fail = (message, stored = "Nothing was stored.") => {
       ended = true;
       asked.remove();
       answer.remove();
-      say(message + " Nothing was stored.");
+      say(message + " " + stored);
     };
+    const broken = "It may have been stored: reload to see.";
     try {
       const response = await dfa.api(page.base + "/questions", {
         method: "POST",
@@ -115,9 +118,9 @@
           fail(payload.message || "The answer failed.");
         }
       });
-      if (!ended) fail("The answer stream ended before the answer was complete.");
+      if (!ended) fail("The answer stream ended before the answer was complete.", broken);
     } catch (err) {
-      if (!ended) fail("The answer could not be fetched (" + err.message + ").");
+      if (!ended) fail("The answer could not be fetched (" + err.message + ").", broken);
     } finally {
       busy = false;
       button.disabled = false;

@@ -175,6 +175,10 @@
       let view;
       try {
         const r = await dfa.api(base, { headers: { accept: "application/json" } });
+        if (r.status === 401 || r.status === 403) {
+          state("error", "Published, but this session has ended: sign in again to see it stored.");
+          return;
+        }
         if (!r.ok) continue;
         view = await r.json();
       } catch (_) {
@@ -201,12 +205,14 @@
     if (body) send(body, rowsSent);
   });
 
-  // Shortcuts: the label alone (fake with the selected type).
+  // Shortcuts: the form as it stands with this label, so a note or
+  // artifacts already typed go with it (fake: with the selected type).
   page.mark = (label) => {
     form.elements.label.value = label;
     syncLabel();
-    const body = { label };
-    if (label === "fake" && type.value) body.forgery_type = type.value;
-    send(body, []);
+    clearErrors();
+    const rowsSent = [];
+    const body = fromForm(rowsSent);
+    if (body) send(body, rowsSent);
   };
 })();

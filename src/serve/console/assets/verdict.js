@@ -72,7 +72,8 @@ dfa.verdict = (function () {
   }
 
   document.addEventListener("keydown", (e) => {
-    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.isComposing) return;
+    // A held key repeats: one correction per press.
+    if (e.repeat || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.isComposing) return;
     if (typing(e.target)) return;
     if (e.key === "n") {
       e.preventDefault();

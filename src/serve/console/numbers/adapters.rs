@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{page_with, Notice, Window};
 use crate::domain::adapter::{AdapterOrigin, AdapterStatus};
 use crate::serve::adapters::{promote_as, rollback_as, AdapterView};
 use crate::serve::console::pages::{ConsoleError, Viewer};
+use crate::serve::console::sign_in::CsrfForm;
 use crate::serve::error::ApiError;
 use crate::serve::state::App;
 
@@ -108,12 +109,6 @@ fn key_metrics(m: &Value) -> Vec<String> {
         out.push(format!("gate: {decision}"));
     }
     out
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: Option<String>,
 }
 
 /// The form's CSRF token; a body that is no form has none (and is refused).

@@ -24,7 +24,7 @@ use minijinja::context;
 use uuid::Uuid;
 
 use self::form::QueueQuery;
-use self::view::{local, more_href, queue_href, type_name, verdict_href, RowView};
+use self::view::{local, more_href, queue_href, verdict_href, RowView};
 use super::pages::{page, ConsoleError, Viewer};
 use crate::domain::access::Permission;
 use crate::domain::verdict_query::{Flagging, QueueClass, QueueKey, VerdictFilter};
@@ -41,7 +41,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/console/queue/next", get(next))
 }
 
-fn flagging(app: &App) -> Flagging {
+pub(super) fn flagging(app: &App) -> Flagging {
     Flagging {
         threshold: app.settings.analysis.threshold,
         near: app.settings.console.near_threshold,
@@ -154,7 +154,7 @@ async fn show(
             until_local,
             filtered => !q.form.is_empty(),
             ask_tenant => caller.tenant().is_none(),
-            types => ForgeryType::ALL.map(|t| (t.as_str(), type_name(t))),
+            types => ForgeryType::ALL.map(|t| (t.as_str(), t.human_name())),
             todo => listing.todo,
             todo_capped => listing.todo == Some(COUNT_CAP),
             first_page => after.is_none(),

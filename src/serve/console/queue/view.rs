@@ -7,7 +7,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::verdict_query::QueueClass;
-use crate::domain::ForgeryType;
 use crate::store::QueueRow;
 
 /// A queue row as the template shows it.
@@ -38,7 +37,7 @@ impl RowView {
             label: r.label.as_str(),
             p_fake: f64::from(r.p_fake),
             bar: (f64::from(r.p_fake) * 100.0).clamp(0.0, 100.0),
-            forgery_type: r.forgery_type.map(type_name),
+            forgery_type: r.forgery_type.map(|t| t.human_name().to_string()),
             tenant: r.tenant.clone(),
             created_at: r.created_at.to_rfc3339(),
             flagged: r.flagged,
@@ -56,11 +55,6 @@ fn group(c: QueueClass) -> &'static str {
         QueueClass::Todo => "Not flagged · to review",
         QueueClass::Done => "Not flagged · corrected",
     }
-}
-
-/// "face swap" for `face_swap`.
-pub fn type_name(t: ForgeryType) -> String {
-    t.as_str().replace('_', " ")
 }
 
 /// `/console/verdicts/ID?<filters>&class=C`

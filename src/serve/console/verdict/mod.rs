@@ -52,10 +52,10 @@ async fn show(
     let (metadata, metadata_more) = facts::metadata(&v.metadata);
     let type_names: BTreeMap<&str, &str> = ForgeryType::ALL
         .into_iter()
-        .map(|t| (t.as_str(), scores::type_name(t)))
+        .map(|t| (t.as_str(), t.human_name()))
         .collect();
-    // Worth a second look: within `console.near_threshold` of the threshold.
-    let near = (p_fake - threshold).abs() <= f64::from(app.settings.console.near_threshold);
+    // Worth a second look: the queue's own rule (`console.near_threshold`).
+    let near = super::queue::flagging(&app).near(v.p_fake);
     page(
         &viewer,
         "verdict.html",
@@ -67,7 +67,7 @@ async fn show(
             metadata,
             metadata_more,
             types => ForgeryType::ALL
-                .map(|t| context! { value => t.as_str(), name => scores::type_name(t) }),
+                .map(|t| context! { value => t.as_str(), name => t.human_name() }),
             type_names,
             near,
             v => Value::from_serialize(&v),
@@ -97,8 +97,8 @@ mod tests {
             regions => facts::regions(&v["artifacts"]),
             chart => Value::from_serialize(&chart),
             metadata, metadata_more,
-            types => ForgeryType::ALL.map(|t| context! { value => t.as_str(), name => scores::type_name(t) }),
-            type_names => ForgeryType::ALL.into_iter().map(|t| (t.as_str(), scores::type_name(t))).collect::<BTreeMap<_, _>>(),
+            types => ForgeryType::ALL.map(|t| context! { value => t.as_str(), name => t.human_name() }),
+            type_names => ForgeryType::ALL.into_iter().map(|t| (t.as_str(), t.human_name())).collect::<BTreeMap<_, _>>(),
             near => true,
             v => Value::from_serialize(&v),
         };

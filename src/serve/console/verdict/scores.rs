@@ -50,16 +50,6 @@ pub struct Bar {
     pub chosen: bool,
 }
 
-/// What people call each forgery type.
-pub fn type_name(t: ForgeryType) -> &'static str {
-    match t {
-        ForgeryType::FaceSwap => "Face swap",
-        ForgeryType::FaceReenactment => "Face reenactment",
-        ForgeryType::FaceEditing => "Face editing",
-        ForgeryType::EntireFaceSynthesis => "Entire-face synthesis",
-    }
-}
-
 /// The chart of a verdict labelled `label` with `p_fake`, its
 /// `type_scores` JSON (`{"face_swap": 0.7, …}`; missing or non-numeric
 /// scores show as none) and the type the model named.
@@ -88,7 +78,7 @@ pub fn chart(
         bars.push(bar(
             i + 1,
             key,
-            type_name(t),
+            t.human_name(),
             score,
             "bar-score",
             named == Some(key),

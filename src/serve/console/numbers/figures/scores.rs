@@ -5,8 +5,6 @@ use super::super::charts::{columns, rows, Column, Frame, Line, Row, Segment, Tex
 use super::{key, Figure, NO_VERDICTS};
 use crate::serve::stats::{AdapterStats, Stats};
 
-const EDGE: f64 = 1e-9;
-
 /// The p_fake histogram, bins coloured by the side of the threshold they
 /// fall on, the threshold drawn across.
 pub fn histogram(s: &Stats, threshold: f64) -> Figure {
@@ -14,10 +12,11 @@ pub fn histogram(s: &Stats, threshold: f64) -> Figure {
         .p_fake_histogram
         .iter()
         .map(|bin| {
-            // Bin edges are multiples of 0.1 in floating point.
-            let class = if bin.from >= threshold - EDGE {
+            // Bin edges are multiples of 0.1 in f64; the threshold is an
+            // f32 setting (0.7 widens to 0.69999998...): compare as f32.
+            let class = if bin.from as f32 >= threshold as f32 {
                 "bar-fake"
-            } else if bin.to <= threshold + EDGE {
+            } else if bin.to as f32 <= threshold as f32 {
                 "bar-real"
             } else {
                 "bar-mixed"
@@ -43,6 +42,9 @@ pub fn histogram(s: &Stats, threshold: f64) -> Figure {
         top: 22.0,
         bottom: 26.0,
     };
+    let mixed = cols
+        .iter()
+        .any(|c| c.segments.iter().any(|s| s.class == "bar-mixed"));
     let mut chart = columns(frame, &cols, 4);
     let base = frame.height - frame.bottom;
     for i in 0..=5 {
@@ -81,10 +83,14 @@ pub fn histogram(s: &Stats, threshold: f64) -> Figure {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        legend: vec![
-            key("bar-real", "below the threshold (real)"),
-            key("bar-fake", "at or above it (fake)"),
-        ],
+        legend: [
+            Some(key("bar-real", "below the threshold (real)")),
+            mixed.then(|| key("bar-mixed", "across it")),
+            Some(key("bar-fake", "at or above it (fake)")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         empty: (s.verdicts == 0).then_some(NO_VERDICTS),
         wide: false,
         chart,

@@ -135,6 +135,32 @@ fn the_histogram_marks_the_threshold_and_colours_each_side() {
 }
 
 #[test]
+fn thresholds_on_a_bin_edge_colour_no_bin_mixed() {
+    // As the page gets it: an f32 setting widened to f64 (0.7 → 0.6999999881).
+    for tenth in 1..10u8 {
+        let threshold = f64::from(f32::from(tenth) / 10.0);
+        let mut s = sample();
+        s.p_fake_histogram = (0..10)
+            .map(|i| HistogramBin {
+                from: f64::from(i) * 0.1,
+                to: f64::from(i + 1) * 0.1,
+                verdicts: 1,
+            })
+            .collect();
+        let classes: Vec<&str> = histogram(&s, threshold)
+            .chart
+            .rects
+            .iter()
+            .map(|r| r.class)
+            .collect();
+        let expected: Vec<&str> = (0..10u8)
+            .map(|i| if i < tenth { "bar-real" } else { "bar-fake" })
+            .collect();
+        assert_eq!(classes, expected, "threshold {threshold}");
+    }
+}
+
+#[test]
 fn agreement_shows_counts_and_rates_per_adapter() {
     let f = agreement(&sample());
     let notes: Vec<&str> = f

@@ -57,11 +57,6 @@ pub fn daily(s: &Stats) -> Figure {
     }
 }
 
-/// "face_swap" → "face swap".
-fn type_name(t: ForgeryType) -> String {
-    t.as_str().replace('_', " ")
-}
-
 /// Fake verdicts per forgery type over the window (and those the model
 /// named no type for).
 pub fn types(s: &Stats) -> Figure {
@@ -74,7 +69,7 @@ pub fn types(s: &Stats) -> Figure {
                 .iter()
                 .map(|b| count(&b.forgery_types, t.as_str()))
                 .sum();
-            (type_name(*t), n)
+            (t.human_name().to_string(), n)
         })
         .collect();
     let typed: u64 = per_type.iter().map(|(_, n)| n).sum();
