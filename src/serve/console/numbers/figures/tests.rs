@@ -94,13 +94,13 @@ fn types_count_fakes_without_a_type_apart() {
     assert_eq!(
         bars,
         [
-            "face swap: 2 of 3 fake verdicts",
+            "Face swap: 2 of 3 fake verdicts",
             "no type given: 1 of 3 fake verdicts"
         ]
     );
     assert!(f.chart.texts.iter().any(|t| t.text == "2 · 67%"));
     assert!(
-        f.chart.texts.iter().any(|t| t.text == "face reenactment"),
+        f.chart.texts.iter().any(|t| t.text == "Face reenactment"),
         "zero rows are listed"
     );
 }
