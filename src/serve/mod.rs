@@ -31,6 +31,7 @@ pub mod verdicts;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -101,6 +102,12 @@ pub async fn serve_on(
     tracing::info!(%bound, "dfa serve listening");
     let follower = app.follow_registry(stop.clone());
     let shutdown = stop.clone();
+    // Streamed answers are many small writes: send each token at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await });
     let served = tokio::spawn(async move { server.await });

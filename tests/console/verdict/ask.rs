@@ -10,7 +10,11 @@ use crate::harness::Harness;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follow_up_streams_into_the_conversation_and_stays_after_a_reload() {
-    let h = Harness::start("console_verdict_ask").await;
+    // A long answer, so that it takes the tiny model long enough to arrive
+    // in several pieces (16 tokens can come in one read).
+    let mut engine = crate::common::engine_config(None);
+    engine.max_answer_tokens = 256;
+    let h = Harness::start_on("console_verdict_ask", |_| {}, engine).await;
     let token = h.token(Role::Reviewer, "rita", None).await;
     let seed = seeded(&h, 5).await;
     let b = Browser::start("verdict_ask", &h).await;
