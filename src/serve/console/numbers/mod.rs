@@ -163,20 +163,22 @@ impl Notice {
         q.finish()
     }
 
-    /// The sentence, and whether it reports a success. A notice only names
-    /// adapters of the registry: a crafted link cannot make the page claim
-    /// a change of something that does not exist.
+    /// The sentence, and whether it reports a success. A notice only says
+    /// what the registry shows: a crafted link cannot make the page claim
+    /// a promotion of an adapter that is not active, or any change of one
+    /// that does not exist.
     fn sentence(&self, known: &[adapters::AdapterRow]) -> Option<(String, bool)> {
         let exists = |id: &str| known.iter().any(|a| a.id == id);
+        let active = |id: &str| known.iter().any(|a| a.id == id && a.status == "active");
         match self {
             Notice::None => None,
-            Notice::Promoted { adapter } if exists(adapter) => Some((
+            Notice::Promoted { adapter } if active(adapter) => Some((
                 format!("Promoted {adapter}: workers and this server switch to it within seconds."),
                 true,
             )),
-            Notice::RolledBack { retired, restored } if exists(retired) => {
+            Notice::RolledBack { retired, restored } if exists(retired) && !active(retired) => {
                 let now = match restored {
-                    Some(r) if exists(r) => format!("{r} is active again"),
+                    Some(r) if active(r) => format!("{r} is active again"),
                     _ => "the base model serves again".into(),
                 };
                 Some((format!("Rolled back {retired}: {now}."), true))

@@ -157,9 +157,9 @@ fn notices_round_trip_and_name_only_known_adapters() {
     assert_eq!(Notice::from_query(&q(&back.query())), back);
     assert_eq!(Notice::from_query(&q("done=promoted")), Notice::None);
 
-    let row = |id: &str| adapters::AdapterRow {
+    let row = |id: &str, status: &'static str| adapters::AdapterRow {
         id: id.into(),
-        status: "active",
+        status,
         status_reason: None,
         origin: "import",
         parent: None,
@@ -169,7 +169,7 @@ fn notices_round_trip_and_name_only_known_adapters() {
         promotable: false,
         promote_path: String::new(),
     };
-    let known = [row("ad 1/x"), row("a")];
+    let known = [row("ad 1/x", "active"), row("a", "retired")];
     let (text, ok) = promoted.sentence(&known).unwrap();
     assert!(ok && text.starts_with("Promoted ad 1/x"), "{text}");
     assert_eq!(
@@ -180,6 +180,19 @@ fn notices_round_trip_and_name_only_known_adapters() {
         adapter: "Your account is locked, call 555".into(),
     };
     assert_eq!(forged.sentence(&known), None);
+    let stale = Notice::Promoted {
+        adapter: "a".into(),
+    };
+    assert_eq!(
+        stale.sentence(&known),
+        None,
+        "a is not active: no claim it was promoted"
+    );
+    let undone = Notice::RolledBack {
+        retired: "ad 1/x".into(),
+        restored: None,
+    };
+    assert_eq!(undone.sentence(&known), None, "ad 1/x is still active");
     assert_eq!(
         promoted.sentence(&[]),
         None,
