@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 const VERSION: u8 = 1;
-const LEN: usize = 1 + 8 + 16;
+const LEN: usize = 1 + Keyset::BYTES;
 
 /// The next page holds the rows strictly after this one in list order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,13 +24,14 @@ pub struct Keyset {
 pub struct BadCursor;
 
 impl Keyset {
+    pub const BYTES: usize = 8 + 16;
+
     /// Postgres keeps microseconds: the cursor keeps all of them, so the
     /// row it names compares equal in the database.
     pub fn encode(&self) -> String {
         let mut bytes = Vec::with_capacity(LEN);
         bytes.push(VERSION);
-        bytes.extend_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
-        bytes.extend_from_slice(self.request_id.as_bytes());
+        bytes.extend_from_slice(&self.to_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -39,9 +40,25 @@ impl Keyset {
         if bytes.len() != LEN || bytes[0] != VERSION {
             return Err(BadCursor);
         }
-        let micros = i64::from_be_bytes(bytes[1..9].try_into().map_err(|_| BadCursor)?);
+        Keyset::from_bytes(&bytes[1..])
+    }
+
+    /// The microseconds of created_at (big-endian), then the request id:
+    /// the part of every cursor that names a row.
+    pub fn to_bytes(&self) -> [u8; Keyset::BYTES] {
+        let mut out = [0u8; Keyset::BYTES];
+        out[..8].copy_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
+        out[8..].copy_from_slice(self.request_id.as_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Keyset, BadCursor> {
+        if bytes.len() != Keyset::BYTES {
+            return Err(BadCursor);
+        }
+        let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| BadCursor)?);
         let created_at = DateTime::from_timestamp_micros(micros).ok_or(BadCursor)?;
-        let request_id = Uuid::from_slice(&bytes[9..]).map_err(|_| BadCursor)?;
+        let request_id = Uuid::from_slice(&bytes[8..]).map_err(|_| BadCursor)?;
         Ok(Keyset {
             created_at,
             request_id,

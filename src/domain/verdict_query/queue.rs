@@ -14,8 +14,6 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::DateTime;
-use uuid::Uuid;
 
 use super::{BadCursor, Keyset};
 use crate::domain::Label;
@@ -131,7 +129,7 @@ pub struct QueueKey {
 }
 
 const VERSION: u8 = 1;
-const LEN: usize = 1 + 1 + 8 + 16;
+const LEN: usize = 1 + 1 + Keyset::BYTES;
 
 impl QueueKey {
     /// base64url of a version byte, the class, the microseconds of
@@ -140,8 +138,7 @@ impl QueueKey {
         let mut bytes = Vec::with_capacity(LEN);
         bytes.push(VERSION);
         bytes.push(self.class.byte());
-        bytes.extend_from_slice(&self.at.created_at.timestamp_micros().to_be_bytes());
-        bytes.extend_from_slice(self.at.request_id.as_bytes());
+        bytes.extend_from_slice(&self.at.to_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -151,22 +148,17 @@ impl QueueKey {
             return Err(BadCursor);
         }
         let class = QueueClass::from_byte(bytes[1]).ok_or(BadCursor)?;
-        let micros = i64::from_be_bytes(bytes[2..10].try_into().map_err(|_| BadCursor)?);
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or(BadCursor)?;
-        let request_id = Uuid::from_slice(&bytes[10..]).map_err(|_| BadCursor)?;
         Ok(QueueKey {
             class,
-            at: Keyset {
-                created_at,
-                request_id,
-            },
+            at: Keyset::from_bytes(&bytes[2..])?,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
 
     use super::*;
 

@@ -50,6 +50,9 @@ impl VerdictRow {
     }
 }
 
+/// Some reviewer corrected verdict `v`.
+const CORRECTED: &str = "EXISTS (SELECT 1 FROM corrections d WHERE d.request_id = v.request_id)";
+
 /// A correction `d` contradicting verdict `v`
 /// (`domain::verdict_query::contradicts`).
 const CONTRADICTS: &str = "(d.label <> v.label OR (d.forgery_type IS NOT NULL \
@@ -84,7 +87,7 @@ pub(super) fn push_filter<'a>(q: &mut QueryBuilder<'a, Postgres>, f: &'a Verdict
     // EXISTS lets the planner start from the (few) corrections.
     if let Some(c) = f.corrected {
         q.push(if c { " AND " } else { " AND NOT " });
-        q.push("EXISTS (SELECT 1 FROM corrections d WHERE d.request_id = v.request_id)");
+        q.push(CORRECTED);
     }
     if let Some(d) = f.disagreement {
         q.push(if d { " AND " } else { " AND NOT " });

@@ -23,7 +23,7 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::super::{Store, StoreError};
-use super::push_filter;
+use super::{push_filter, CORRECTED};
 use crate::domain::verdict_query::{Flagging, Keyset, QueueClass, QueueKey, VerdictFilter};
 use crate::domain::{ForgeryType, Label};
 
@@ -57,8 +57,6 @@ impl QueueRow {
         }
     }
 }
-
-const CORRECTED: &str = "EXISTS (SELECT 1 FROM corrections d WHERE d.request_id = v.request_id)";
 
 /// `(v.label = 'fake' OR p_fake in the band)`, the band's ends bound as
 /// REAL like the column, so the comparison is `Flagging::flags`'s.
