@@ -7,6 +7,7 @@ pub mod domain;
 pub mod settings;
 
 // Pure-ish stages in front of the model.
+pub mod faces;
 pub mod intake;
 pub mod model;
 

@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod faces;
 mod learning;
 mod serve;
 mod validate;
 
 use config::{Config, Environment, File, FileFormat};
 
+pub use faces::{FaceMode, FaceSettings};
 pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -29,6 +31,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub analysis: AnalysisSettings,
     pub image: ImageSettings,
+    pub faces: FaceSettings,
     pub kafka: KafkaSettings,
     pub database: DatabaseSettings,
     pub worker: WorkerSettings,

@@ -24,6 +24,7 @@ impl Settings {
         self.retrain.validate()?;
         self.serve.validate()?;
         self.console.validate()?;
+        self.faces.validate()?;
         self.feedback.validate()?;
         if self.adapters.dir.trim().is_empty() {
             return Err(invalid("adapters.dir", "must not be empty"));
