@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::setup::start_engine;
 use super::AdapterChoice;
-use crate::engine::analyze::analyze_bytes;
+use crate::domain::FaceMode;
+use crate::engine::analyze::{analyze_bytes, Stages};
 use crate::engine::Tasks;
 use crate::intake::Intake;
 
@@ -26,6 +27,10 @@ pub struct AnalyzeArgs {
     /// A question to answer about each image; repeat for a conversation.
     #[arg(long = "question", value_name = "TEXT")]
     questions: Vec<String>,
+    /// Find faces and analyse each one (detect), fall back to the whole image when none is found
+    /// (whole_image), or take each image as a face crop already (off). Default: faces.mode.
+    #[arg(long, value_name = "MODE", value_parser = parse_face_mode)]
+    faces: Option<FaceMode>,
     /// Image files (JPEG, PNG, WebP, GIF, BMP).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
@@ -37,6 +42,15 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
     let engine = &loaded.engine;
     // One decode budget for every image this command decodes at once.
     let intake = &Intake::new(&settings.image);
+    let faces = &match args.faces {
+        Some(mode) => loaded.faces.with_mode(mode),
+        None => loaded.faces.clone(),
+    };
+    let stages = Stages {
+        intake,
+        analysis: &settings.analysis,
+        faces,
+    };
     let tasks = Tasks::requested(
         args.explain,
         settings.analysis.explain_threshold,
@@ -59,8 +73,7 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
                         Uuid::new_v4(),
                         std::sync::Arc::new(bytes),
                         tasks,
-                        intake,
-                        &settings.analysis,
+                        stages,
                     )
                     .await
                     .map_err(|e| (e.kind(), e.to_string())),
@@ -90,4 +103,9 @@ pub async fn run(config_dir: &Path, args: AnalyzeArgs) -> anyhow::Result<ExitCod
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_face_mode(s: &str) -> Result<FaceMode, String> {
+    s.parse::<FaceMode>()
+        .map_err(|_| format!("`{s}`: expected off, detect or whole_image"))
 }

@@ -13,8 +13,8 @@ use super::setup::start_engine;
 use super::AdapterChoice;
 use crate::domain::dialogue::{verdict_turns, Screened};
 use crate::domain::prompts::Turn;
-use crate::domain::Verdict;
-use crate::engine::analyze::analyze_bytes;
+use crate::domain::{FaceVerdict, Verdict};
+use crate::engine::analyze::{analyze_bytes, subject_of, Stages};
 use crate::engine::{AnalysisRequest, Backend, Explain, Tasks};
 use crate::intake::Intake;
 
@@ -22,6 +22,9 @@ use crate::intake::Intake;
 pub struct ChatArgs {
     #[command(flatten)]
     adapter: AdapterChoice,
+    /// The face to ask about (its index in the verdict's faces; default: the most suspicious one).
+    #[arg(long, value_name = "INDEX")]
+    face: Option<u32>,
     image: PathBuf,
 }
 
@@ -38,29 +41,27 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
         explain: Explain::Always,
         ..Tasks::screening(settings.analysis.explain_threshold)
     };
-    let verdict = analyze_bytes(
-        engine,
-        Uuid::new_v4(),
-        bytes.clone(),
-        tasks,
-        &intake,
-        &settings.analysis,
-    )
-    .await?;
+    let stages = Stages {
+        intake: &intake,
+        analysis: &settings.analysis,
+        faces: &loaded.faces,
+    };
+    let verdict = analyze_bytes(engine, Uuid::new_v4(), bytes.clone(), tasks, stages).await?;
     let mut out = tokio::io::stdout();
     out.write_all(summary(&verdict).as_bytes()).await?;
 
-    // The conversation as DFA-GPT holds it, as `dfa serve` continues it.
-    let mut history = verdict_turns(
-        engine.prompts(),
-        &Screened {
-            label: verdict.label,
-            forgery_type: verdict.forgery_type,
-            explanation: verdict.explanation.as_deref(),
-        },
-    );
+    // The conversation as DFA-GPT holds it about the face asked about, as
+    // `dfa serve` continues it.
+    let subject = Subject::of(&verdict, args.face)?;
+    let mut history = match subject.screened() {
+        Some(screened) => verdict_turns(engine.prompts(), &screened),
+        None => Vec::new(),
+    };
     let (image, _) = intake.decode(bytes).await;
-    let image = image?;
+    let image = match subject.face {
+        Some(face) => loaded.faces.crop(image?, face.crop).await?,
+        None => subject_of(&verdict, image?, &loaded.faces).await?,
+    };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         out.write_all(b"\nyou> ").await?;
@@ -94,15 +95,66 @@ pub async fn run(config_dir: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the follow-ups are about: a face the reviewer named, or the
+/// verdict's own subject (its most suspicious face, or the whole image).
+struct Subject<'a> {
+    verdict: &'a Verdict,
+    face: Option<&'a FaceVerdict>,
+}
+
+impl<'a> Subject<'a> {
+    fn of(verdict: &'a Verdict, index: Option<u32>) -> anyhow::Result<Subject<'a>> {
+        let face = match index {
+            None => None,
+            Some(i) => Some(verdict.faces.iter().find(|f| f.index == i).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--face {i}: the image has {} face(s) (indices 0..{})",
+                    verdict.faces.len(),
+                    verdict.faces.len()
+                )
+            })?),
+        };
+        Ok(Subject { verdict, face })
+    }
+
+    fn screened(&self) -> Option<Screened<'a>> {
+        match self.face {
+            Some(f) => Some(Screened {
+                label: f.label,
+                forgery_type: f.forgery_type,
+                explanation: f.explanation.as_deref(),
+            }),
+            None => Some(Screened {
+                label: self.verdict.label?,
+                forgery_type: self.verdict.forgery_type,
+                explanation: self.verdict.explanation.as_deref(),
+            }),
+        }
+    }
+}
+
 fn summary(v: &Verdict) -> String {
-    let mut s = format!(
-        "verdict: {:?}  p_fake={:.3}  type={}\n",
-        v.label,
-        v.p_fake,
-        v.forgery_type
-            .map(|t| format!("{t:?}"))
-            .unwrap_or_else(|| "-".into())
-    );
+    let mut s = match (v.label, v.p_fake) {
+        (Some(label), Some(p_fake)) => format!(
+            "verdict: {}  p_fake={p_fake:.3}  type={}\n",
+            label.as_str(),
+            v.forgery_type.map(|t| t.as_str()).unwrap_or("-")
+        ),
+        _ => "verdict: no face found; questions are about the whole image\n".to_string(),
+    };
+    for f in &v.faces {
+        let primary = if v.primary_face == Some(f.index) { "  (most suspicious)" } else { "" };
+        s.push_str(&format!(
+            "face {}: box x={} y={} w={} h={}  {}  p_fake={:.3}{primary}\n",
+            f.index,
+            f.bbox.x,
+            f.bbox.y,
+            f.bbox.w,
+            f.bbox.h,
+            f.label.as_str(),
+            f.p_fake
+        ));
+    }
     if let Some(e) = &v.explanation {
         s.push_str(&format!("artifacts:\n{e}\n"));
     }

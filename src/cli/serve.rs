@@ -40,7 +40,7 @@ pub async fn run(config_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode>
         loaded.engine,
         loaded.adapter,
         producer,
-    ));
+    )?);
     crate::serve::run(app, stop).await?;
     Ok(ExitCode::SUCCESS)
 }

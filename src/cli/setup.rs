@@ -7,6 +7,7 @@ use anyhow::Context;
 use super::AdapterChoice;
 use crate::domain::prompts::Prompts;
 use crate::engine::{Engine, EngineConfig};
+use crate::faces::FaceStage;
 use crate::model::files::{adapter_spec, resolve_model, tiny_model_warning};
 use crate::settings::Settings;
 
@@ -15,6 +16,8 @@ pub struct Loaded {
     pub engine: Engine,
     /// The adapter the engine started with (flags or settings).
     pub adapter: Option<crate::engine::AdapterSpec>,
+    /// The face detector, as `[faces]` configures it.
+    pub faces: FaceStage,
 }
 
 pub fn load_settings(config_dir: &Path) -> anyhow::Result<(Settings, Prompts)> {
@@ -48,9 +51,11 @@ pub async fn start_engine(config_dir: &Path, adapter: &AdapterChoice) -> anyhow:
         prompts,
     );
     let engine = Engine::start(config).await.context("starting the engine")?;
+    let faces = FaceStage::new(&settings.faces).context("loading the face detector")?;
     Ok(Loaded {
         settings,
         engine,
         adapter,
+        faces,
     })
 }

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod artifacts;
 pub mod correction;
 pub mod dialogue;
+pub mod face;
 pub mod digest;
 pub mod lora;
 pub mod prompts;
@@ -17,6 +18,9 @@ pub mod verdict_query;
 
 pub use artifacts::{parse_artifacts, render_artifacts};
 pub use correction::Correction;
+pub use face::{
+    most_suspicious, BBox, CropSquare, FaceBox, FaceMode, FaceVerdict, FacesSkipped, VerdictStatus,
+};
 pub use digest::{sha256_file, sha256_hex};
 pub use verdict::{
     AdapterIdentity, Answer, Artifact, ForgeryType, Label, Labelled, ModelIdentity, Timings,

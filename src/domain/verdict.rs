@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::face::{FaceMode, FaceVerdict, FacesSkipped, VerdictStatus};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -170,6 +172,9 @@ pub struct AdapterIdentity {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub decode_image: f64,
+    /// Finding faces and cropping them (0 with `faces.mode = "off"`).
+    #[serde(default)]
+    pub detect_faces: f64,
     pub encode_image: f64,
     pub prefill: f64,
     pub generate: f64,
@@ -179,20 +184,61 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub request_id: Uuid,
-    pub label: Label,
-    pub p_fake: f32,
-    /// The most likely forgery type; null when the label is `real`.
+    /// `no_face`: detection found no face, nothing was screened.
+    #[serde(default)]
+    pub status: VerdictStatus,
+    /// The most suspicious face's label (or the whole image's); null when
+    /// the status is `no_face`.
+    pub label: Option<Label>,
+    pub p_fake: Option<f32>,
+    /// The most likely forgery type; null unless the label is `fake`.
     pub forgery_type: Option<ForgeryType>,
-    pub type_scores: TypeScores,
+    pub type_scores: Option<TypeScores>,
     /// The artifact description split by region; empty when none was generated
     /// or the text was not a numbered list.
     pub artifacts: Vec<Artifact>,
     /// The raw artifact description, when one was generated.
     pub explanation: Option<String>,
     pub answers: Vec<Answer>,
+    /// How faces were found: `detect`, `whole_image` or `off`.
+    #[serde(default)]
+    pub face_mode: FaceMode,
+    /// Faces analysed (null with `faces.mode = "off"`).
+    #[serde(default)]
+    pub face_count: Option<u32>,
+    /// The face whose verdict the image carries (`faces[i].index`).
+    #[serde(default)]
+    pub primary_face: Option<u32>,
+    /// Every face analysed, largest first.
+    #[serde(default)]
+    pub faces: Vec<FaceVerdict>,
+    #[serde(default)]
+    pub faces_skipped: FacesSkipped,
+    /// Set when the same image bytes were analysed before by the same model
+    /// and that analysis was reused: the verdict it came from.
+    #[serde(default)]
+    pub reused_from: Option<Uuid>,
     pub model: ModelIdentity,
     pub timings_ms: Timings,
     pub created_at: DateTime<Utc>,
+}
+
+impl Verdict {
+    /// The verdict's screening as `Labelled`, when it was screened.
+    pub fn labelled(&self) -> Option<Labelled> {
+        Some(Labelled {
+            label: self.label?,
+            p_fake: self.p_fake?,
+            forgery_type: self.forgery_type,
+            type_scores: self.type_scores?,
+        })
+    }
+
+    /// The face follow-ups are about unless they name one.
+    pub fn primary(&self) -> Option<&FaceVerdict> {
+        let i = self.primary_face?;
+        self.faces.iter().find(|f| f.index == i)
+    }
 }
 
 impl Label {

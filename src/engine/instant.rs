@@ -19,13 +19,17 @@ impl Backend for InstantBackend {
             detection_logits: None,
             generated_tokens: 0,
             reused_tokens: 0,
-            model: ModelIdentity {
-                base_sha256: "instant-benchmark-backend".into(),
-                mmproj_sha256: "instant-benchmark-backend".into(),
-                adapter: None,
-            },
+            model: self.model(),
             timings: EngineTimings::default(),
         })
+    }
+
+    fn model(&self) -> ModelIdentity {
+        ModelIdentity {
+            base_sha256: "instant-benchmark-backend".into(),
+            mmproj_sha256: "instant-benchmark-backend".into(),
+            adapter: None,
+        }
     }
 
     async fn set_adapter(

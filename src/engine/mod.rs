@@ -224,6 +224,9 @@ pub trait Backend: Send + Sync {
         adapter: Option<AdapterSpec>,
     ) -> impl std::future::Future<Output = Result<ModelIdentity, EngineError>> + Send;
 
+    /// The model that answers now (its adapter changes with hot swaps).
+    fn model(&self) -> ModelIdentity;
+
     /// The prompts it asks with: a verdict's turns, replayed as history for
     /// later questions, must read as the screening asked them.
     fn prompts(&self) -> &Prompts {
@@ -238,6 +241,8 @@ pub struct Engine {
     tx: mpsc::Sender<Command>,
     info: Arc<EngineInfo>,
     prompts: Arc<Prompts>,
+    /// The identity after the latest adapter swap.
+    model: Arc<std::sync::Mutex<ModelIdentity>>,
 }
 
 impl Engine {
@@ -254,6 +259,7 @@ impl Engine {
         let info = ready_rx.await.map_err(|_| EngineError::Stopped)??;
         Ok(Engine {
             tx,
+            model: Arc::new(std::sync::Mutex::new(info.model.clone())),
             info: Arc::new(info),
             prompts,
         })
@@ -278,7 +284,11 @@ impl Engine {
             .send(Command::SetAdapter { adapter, reply })
             .await
             .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
+        let model = rx.await.map_err(|_| EngineError::Stopped)??;
+        if let Ok(mut current) = self.model.lock() {
+            *current = model.clone();
+        }
+        Ok(model)
     }
 }
 
@@ -301,6 +311,13 @@ impl Backend for Engine {
         adapter: Option<AdapterSpec>,
     ) -> Result<ModelIdentity, EngineError> {
         self.swap_adapter(adapter).await
+    }
+
+    fn model(&self) -> ModelIdentity {
+        self.model
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     fn prompts(&self) -> &Prompts {

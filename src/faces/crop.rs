@@ -2,14 +2,14 @@
 //! (forehead, chin and the blending boundary are where forgeries show),
 //! kept inside the image.
 
-use image::{imageops, RgbImage};
+use image::{imageops, ImageBuffer, Rgb, RgbImage};
 
 use super::FaceBox;
+use crate::domain::CropSquare;
 
 /// The square of side `max(w, h) * margin` centred on `face`, shifted (not
 /// shrunk) to fit the image, and shrunk only when the image is smaller.
-/// Returns (x, y, side).
-pub fn square_around(face: &FaceBox, width: u32, height: u32, margin: f32) -> (u32, u32, u32) {
+pub fn square_around(face: &FaceBox, width: u32, height: u32, margin: f32) -> CropSquare {
     let side = (face.w.max(face.h) as f32 * margin.max(1.0)).round() as u32;
     let side = side.clamp(1, width.min(height).max(1));
     let cx = face.x as f32 + face.w as f32 / 2.0;
@@ -18,13 +18,35 @@ pub fn square_around(face: &FaceBox, width: u32, height: u32, margin: f32) -> (u
         let start = (centre - side as f32 / 2.0).round().max(0.0) as u32;
         start.min(extent.saturating_sub(side))
     };
-    (place(cx, width), place(cy, height), side)
+    CropSquare {
+        x: place(cx, width),
+        y: place(cy, height),
+        side,
+    }
 }
 
 /// The square crop around `face`, resized to `size`×`size`.
 pub fn crop_square(image: &RgbImage, face: &FaceBox, margin: f32, size: u32) -> RgbImage {
-    let (x, y, side) = square_around(face, image.width(), image.height(), margin);
-    let view = imageops::crop_imm(image, x, y, side, side).to_image();
+    let square = square_around(face, image.width(), image.height(), margin);
+    let view = ImageBuffer::from_raw(image.width(), image.height(), image.as_raw().as_slice());
+    match view {
+        Some(view) => crop_to(&view, square, size),
+        None => RgbImage::new(size, size),
+    }
+}
+
+/// `square` of `image` (clamped to it), resized to `size`×`size`.
+pub fn crop_to(image: &ImageBuffer<Rgb<u8>, &[u8]>, square: CropSquare, size: u32) -> RgbImage {
+    let x = square.x.min(image.width().saturating_sub(1));
+    let y = square.y.min(image.height().saturating_sub(1));
+    let side = square
+        .side
+        .min(image.width() - x)
+        .min(image.height() - y)
+        .max(1);
+    // Copied out pixel by pixel: `crop_imm(..).to_image()` wants an image
+    // that owns its buffer, and this one borrows the decoded pixels.
+    let view = RgbImage::from_fn(side, side, |px, py| *image.get_pixel(x + px, y + py));
     if side == size {
         view
     } else {
@@ -46,11 +68,15 @@ mod tests {
         }
     }
 
+    fn sq(x: u32, y: u32, side: u32) -> CropSquare {
+        CropSquare { x, y, side }
+    }
+
     #[test]
     fn a_face_in_the_middle_gets_its_margin_on_every_side() {
         assert_eq!(
             square_around(&face(400, 300, 100, 100), 1000, 800, 1.3),
-            (385, 285, 130)
+            sq(385, 285, 130)
         );
     }
 
@@ -58,11 +84,11 @@ mod tests {
     fn a_face_at_the_edge_is_shifted_inside_not_shrunk() {
         assert_eq!(
             square_around(&face(0, 0, 100, 100), 1000, 800, 1.3),
-            (0, 0, 130)
+            sq(0, 0, 130)
         );
         assert_eq!(
             square_around(&face(950, 750, 50, 50), 1000, 800, 2.0),
-            (900, 700, 100)
+            sq(900, 700, 100)
         );
     }
 
@@ -70,7 +96,7 @@ mod tests {
     fn a_crop_never_outgrows_a_small_image() {
         assert_eq!(
             square_around(&face(10, 10, 80, 60), 100, 90, 1.5),
-            (5, 0, 90)
+            sq(5, 0, 90)
         );
     }
 

@@ -18,14 +18,21 @@ static MODEL: &[u8] = include_bytes!("../../models/seeta_fd_frontal_v1.0.bin");
 /// SeetaFace's smallest sliding window.
 const MIN_WINDOW: u32 = 20;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FaceError {
     #[error("the face model does not load: {0}")]
-    Model(#[source] std::io::Error),
+    Model(String),
     #[error("{width}x{height} pixels but {len} RGB bytes")]
     Pixels { width: u32, height: u32, len: usize },
     #[error("the face detector failed: {0}")]
     Detector(String),
+}
+
+impl FaceError {
+    /// Stable machine-readable kind for outputs and dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        "face_detection"
+    }
 }
 
 /// What detection found in one image.
@@ -46,7 +53,7 @@ pub struct FaceDetector {
 
 impl FaceDetector {
     pub fn new(settings: FaceSettings) -> Result<FaceDetector, FaceError> {
-        let model = rustface::read_model(MODEL).map_err(FaceError::Model)?;
+        let model = rustface::read_model(MODEL).map_err(|e| FaceError::Model(e.to_string()))?;
         Ok(FaceDetector { model, settings })
     }
 

@@ -56,6 +56,47 @@ impl DecodedImage {
     pub fn rgb(&self) -> &[u8] {
         &self.rgb
     }
+
+    /// Replaces this image with smaller ones made from its pixels (face
+    /// crops): `make` gets (width, height, rgb) and returns the new images
+    /// as (width, height, rgb). They share this image's reservation, shrunk
+    /// to their total size once this image's pixels are gone. A buffer of
+    /// the wrong length is dropped.
+    pub fn split_into(
+        self,
+        make: impl FnOnce(u32, u32, &[u8]) -> Vec<(u32, u32, Vec<u8>)>,
+    ) -> Vec<DecodedImage> {
+        let DecodedImage {
+            width,
+            height,
+            rgb,
+            _reserved: reserved,
+        } = self;
+        let parts: Vec<(u32, u32, Vec<u8>)> = make(width, height, &rgb)
+            .into_iter()
+            .filter(|(w, h, px)| px.len() as u64 == u64::from(*w) * u64::from(*h) * 3)
+            .collect();
+        drop(rgb);
+        let total: u64 = parts.iter().map(|p| p.2.len() as u64).sum();
+        // The sole owner shrinks its share; a clone elsewhere still holds
+        // the whole image, so the share stays whole until it drops.
+        let reserved = reserved.map(|r| match Arc::try_unwrap(r) {
+            Ok(mut permit) => {
+                permit.shrink_to(total);
+                Arc::new(permit)
+            }
+            Err(shared) => shared,
+        });
+        parts
+            .into_iter()
+            .map(|(width, height, rgb)| DecodedImage {
+                width,
+                height,
+                rgb,
+                _reserved: reserved.clone(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

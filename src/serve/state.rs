@@ -14,6 +14,7 @@ use super::metrics::ServeMetrics;
 use crate::domain::prompts::Prompts;
 use crate::engine::{AdapterSpec, Engine};
 use crate::images::ImageStore;
+use crate::faces::{FaceError, FaceStage};
 use crate::intake::Intake;
 use crate::settings::{ServeSettings, Settings};
 use crate::store::Store;
@@ -25,6 +26,8 @@ pub struct App {
     pub images: ImageStore,
     /// Decodes stored images for follow-ups, within `image.decode_budget_bytes`.
     pub intake: Intake,
+    /// Crops a verdict's faces for follow-ups about them.
+    pub faces: FaceStage,
     pub engine: Arc<Engine>,
     /// The adapter the engine started with: served while the registry has none.
     pub initial_adapter: Option<AdapterSpec>,
@@ -42,11 +45,12 @@ impl App {
         engine: Engine,
         initial_adapter: Option<AdapterSpec>,
         producer: FutureProducer,
-    ) -> App {
+    ) -> Result<App, FaceError> {
         let images = ImageStore::new(PathBuf::from(&settings.image_store.dir));
         let question_limit = RateLimiter::keyed(question_quota(&settings.serve));
-        App {
+        Ok(App {
             intake: Intake::new(&settings.image),
+            faces: FaceStage::new(&settings.faces)?,
             images,
             engine: Arc::new(engine),
             initial_adapter,
@@ -56,7 +60,7 @@ impl App {
             settings,
             prompts,
             store,
-        }
+        })
     }
 
     /// Hot swap as in the workers: the engine serves the registry's active

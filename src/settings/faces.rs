@@ -4,17 +4,7 @@ use serde::Deserialize;
 
 use super::{invalid, SettingsError};
 
-/// What the face stage does with an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaceMode {
-    /// Find every face and analyse each crop (whole uploads).
-    Detect,
-    /// The whole image as one face (the behaviour before face detection).
-    WholeImage,
-    /// Inputs are face crops already (e.g. DFA-Instruct): no detection.
-    Off,
-}
+pub use crate::domain::FaceMode;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +20,13 @@ pub struct FaceSettings {
     pub max_per_image: usize,
     /// The crop's side is the box's longest side times this.
     pub margin: f32,
+    /// Crops are resized to this square, the vision tower's input (336 for
+    /// LLaVA-1.5's CLIP ViT-L/14-336); the projector resizes again if its
+    /// tower differs, so this only has to bound the crops' memory well.
+    pub crop_px: u32,
+    /// The same image bytes seen again with the same model (base, mmproj,
+    /// adapter) and face mode reuse the stored face analysis.
+    pub reuse_reposts: bool,
 }
 
 impl FaceSettings {
@@ -51,6 +48,9 @@ impl FaceSettings {
         }
         if !(1.0..=3.0).contains(&self.margin) {
             return Err(invalid("faces.margin", "must lie in [1, 3]"));
+        }
+        if !(32..=1024).contains(&self.crop_px) {
+            return Err(invalid("faces.crop_px", "must lie in [32, 1024]"));
         }
         Ok(())
     }

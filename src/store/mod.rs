@@ -6,8 +6,10 @@
 pub mod binds;
 mod conversations;
 mod deliveries;
+mod faces;
 mod images;
 mod learning;
+mod reposts;
 mod reads;
 mod sessions;
 mod tokens;

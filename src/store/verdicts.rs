@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::binds::statements;
 use super::{Source, Store, StoreError};
-use crate::domain::Verdict;
+use crate::domain::{FaceVerdict, Verdict};
 
 /// A verdict to store, with what the request said about it.
 #[derive(Debug, Clone)]
@@ -35,9 +35,10 @@ pub struct NewVerdict {
 /// split into statements within PostgreSQL's 65 535 anyway; the batch limit
 /// (`worker.write_batch_max`, at most `settings::validate::MAX_WRITE_BATCH`)
 /// keeps a batch to one verdict statement.
-pub const VERDICT_BINDS: usize = 24;
+pub const VERDICT_BINDS: usize = 30;
 const IMAGE_BINDS: usize = 3;
 const TURN_BINDS: usize = 5;
+const FACE_BINDS: usize = 16;
 
 /// What is stored under a request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,7 @@ impl Store {
         insert_images(&mut tx, &unique).await?;
         let inserted = insert_verdict_rows(&mut tx, &unique).await?;
         insert_conversations(&mut tx, &unique, &inserted).await?;
+        insert_faces(&mut tx, &unique, &inserted).await?;
         let is_new = |i: usize, id: &Uuid| first[i] && inserted.contains(id);
         let conflicting: Vec<Uuid> = batch
             .iter()
@@ -201,7 +203,8 @@ async fn insert_verdict_rows(
             "INSERT INTO verdicts (request_id, tenant, label, p_fake, forgery_type, type_scores, \
              artifacts, explanation, answers, image_sha256, image_source, base_model_sha256, \
              mmproj_sha256, adapter_id, adapter_sha256, processing_ms, timings_ms, metadata, \
-             request_sha256, source_topic, source_partition, source_offset, result, created_at) ",
+             request_sha256, source_topic, source_partition, source_offset, result, created_at, \
+             status, face_mode, face_count, primary_face, faces_skipped, reused_from) ",
         );
         // Keep VERDICT_BINDS equal to the binds pushed here.
         q.push_values(piece, |mut b, n| {
@@ -231,7 +234,13 @@ async fn insert_verdict_rows(
                 .push_bind(n.source.offset)
                 .push_bind(&n.result)
                 .push_unseparated("::json")
-                .push_bind(v.created_at);
+                .push_bind(v.created_at)
+                .push_bind(v.status.as_str())
+                .push_bind(v.face_mode.as_str())
+                .push_bind(v.face_count.map(|c| c as i32))
+                .push_bind(v.primary_face.map(|i| i as i16))
+                .push_bind(Json(&v.faces_skipped))
+                .push_bind(v.reused_from);
         });
         q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
         let inserted: Vec<(Uuid,)> = q.build_query_as().fetch_all(&mut **tx).await?;
@@ -280,6 +289,50 @@ async fn insert_conversations(
         });
         m.push(" ON CONFLICT DO NOTHING");
         m.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The faces of each new verdict. A redelivered request never gets here
+/// (its verdict is not new), and the key (request, face) refuses a second
+/// copy anyway.
+async fn insert_faces(
+    tx: &mut Tx<'_>,
+    batch: &[&NewVerdict],
+    new: &HashSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let faces: Vec<(Uuid, &FaceVerdict)> = batch
+        .iter()
+        .filter(|n| new.contains(&n.verdict.request_id))
+        .flat_map(|n| n.verdict.faces.iter().map(|f| (n.verdict.request_id, f)))
+        .collect();
+    for piece in statements(&faces, FACE_BINDS) {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "INSERT INTO faces (request_id, face_index, x, y, w, h, crop_x, crop_y, crop_side, \
+             detector_score, p_fake, label, forgery_type, type_scores, artifacts, explanation) ",
+        );
+        // Keep FACE_BINDS equal to the binds pushed here.
+        q.push_values(piece, |mut b, (id, f)| {
+            let px = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+            b.push_bind(*id)
+                .push_bind(f.index as i16)
+                .push_bind(px(f.bbox.x))
+                .push_bind(px(f.bbox.y))
+                .push_bind(px(f.bbox.w))
+                .push_bind(px(f.bbox.h))
+                .push_bind(px(f.crop.x))
+                .push_bind(px(f.crop.y))
+                .push_bind(px(f.crop.side))
+                .push_bind(f.detector_score)
+                .push_bind(f.p_fake)
+                .push_bind(f.label)
+                .push_bind(f.forgery_type)
+                .push_bind(Json(&f.type_scores))
+                .push_bind(Json(&f.artifacts))
+                .push_bind(&f.explanation);
+        });
+        q.push(" ON CONFLICT (request_id, face_index) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub consumed: IntCounter,
     pub verdicts_written: IntCounter,
     pub duplicates: IntCounter,
+    /// Images whose stored analysis (same bytes, same model) was reused.
+    pub reposts: IntCounter,
     pub dead_lettered: IntCounterVec,
     /// Dead letters the dead-letter topic refused for good (their originals
     /// are kept on disk and their rejections recorded).
@@ -44,6 +46,11 @@ impl Metrics {
         let duplicates = IntCounter::new(
             "dfa_duplicate_requests_total",
             "Requests whose verdict already existed (redelivery or duplicate)",
+        )
+        .expect("constant metric definition");
+        let reposts = IntCounter::new(
+            "dfa_reposts_reused_total",
+            "Images analysed before by the same model whose analysis was reused",
         )
         .expect("constant metric definition");
         let dead_lettered = IntCounterVec::new(
@@ -106,6 +113,7 @@ impl Metrics {
             consumed,
             verdicts_written,
             duplicates,
+            reposts,
             dead_lettered,
             dead_letters_unsent,
             retries,
@@ -120,6 +128,7 @@ impl Metrics {
             Box::new(m.consumed.clone()),
             Box::new(m.verdicts_written.clone()),
             Box::new(m.duplicates.clone()),
+            Box::new(m.reposts.clone()),
             Box::new(m.dead_lettered.clone()),
             Box::new(m.dead_letters_unsent.clone()),
             Box::new(m.retries.clone()),

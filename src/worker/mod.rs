@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod offsets;
 mod outcome;
 pub mod process;
+mod reposts;
 pub mod request;
 pub mod retry;
 pub mod trace;
@@ -70,7 +71,7 @@ pub async fn run_serving<B: Backend + 'static>(
         metrics,
         settings.clone(),
         abandon.clone(),
-    ));
+    )?);
     let follower = follow_registry(&processor, initial, &stop);
     // Cleans the image store's stale temp files at start, then applies
     // image_store.retain_days hourly.

@@ -25,8 +25,9 @@ use super::retry::{GaveUp, RetryPolicy, Transient};
 use super::trace;
 use super::writer::{conflict, WriteError, Writer};
 use crate::domain::Verdict;
-use crate::engine::analyze::analyze_bytes;
+use crate::engine::analyze::{analyze_bytes, analyze_reusing, Stages};
 use crate::engine::{Backend, Tasks};
+use crate::faces::{FaceError, FaceStage};
 use crate::images::ImageStore;
 use crate::intake::Intake;
 use crate::settings::Settings;
@@ -106,6 +107,7 @@ pub struct Processor<B> {
     pub images: ImageStore,
     /// Image decoding within the process's decode memory budget.
     pub intake: Intake,
+    pub faces: FaceStage,
     pub metrics: Metrics,
     pub settings: Settings,
     pub retry: RetryPolicy,
@@ -126,7 +128,8 @@ impl<B: Backend> Processor<B> {
         metrics: Metrics,
         settings: Settings,
         cancel: CancellationToken,
-    ) -> Processor<B> {
+    ) -> Result<Processor<B>, FaceError> {
+        let faces = FaceStage::new(&settings.faces)?;
         let w = &settings.worker;
         let retry = RetryPolicy::from_settings(w);
         let writer = Writer::spawn(
@@ -137,7 +140,7 @@ impl<B: Backend> Processor<B> {
             cancel.clone(),
         );
         let publisher = Publisher::new(producer, &settings, retry, metrics.clone(), cancel.clone());
-        Processor {
+        Ok(Processor {
             backend,
             store,
             writer,
@@ -145,12 +148,13 @@ impl<B: Backend> Processor<B> {
             fetcher: Fetcher::new(w, &settings.image),
             images: ImageStore::new(&settings.image_store.dir),
             intake: Intake::new(&settings.image),
+            faces,
             metrics,
             retry,
             cancel,
             fatal: Fatal::new(),
             settings,
-        }
+        })
     }
 
     /// Processes one message to its end. Only shutdown may leave a message
@@ -398,19 +402,49 @@ impl<B: Backend> Processor<B> {
                 request.questions.clone(),
             )
         };
-        let verdict = analyze_bytes(
-            self.backend.as_ref(),
-            request.request_id,
-            image.bytes.clone(),
-            tasks,
-            &self.intake,
-            &s.analysis,
-        )
+        let stages = Stages {
+            intake: &self.intake,
+            analysis: &s.analysis,
+            faces: &self.faces,
+        };
+        let (backend, id, bytes) = (self.backend.as_ref(), request.request_id, image.bytes.clone());
+        let prior = self.repost_of(request, image).await;
+        if prior.is_some() {
+            self.metrics.reposts.inc();
+        }
+        let verdict = async {
+            match &prior {
+                Some(prior) => analyze_reusing(backend, id, bytes, tasks, stages, prior).await,
+                None => analyze_bytes(backend, id, bytes, tasks, stages).await,
+            }
+        }
         .instrument(tracing::info_span!("analyse"))
         .await;
         self.metrics
             .observe("analyse", started.elapsed().as_secs_f64());
         verdict.map_err(|e| Halt::from_analysis(e, request.request_id))
+    }
+
+    /// A stored analysis of the same bytes by the model that would answer
+    /// now, in the same face mode, when reposts are reused. A failed lookup
+    /// only costs the analysis it could have saved.
+    async fn repost_of(&self, request: &Request, image: &Fetched) -> Option<Verdict> {
+        if !self.settings.faces.reuse_reposts {
+            return None;
+        }
+        let model = self.backend.model();
+        let found = self
+            .store
+            .analyses_of_image(&image.sha256, &model, self.faces.mode())
+            .instrument(tracing::info_span!("repost_lookup"))
+            .await;
+        match found {
+            Ok(results) => super::reposts::reusable(&results, &model, request.explain),
+            Err(e) => {
+                tracing::debug!(error = %e, "repost lookup failed; analysing the image");
+                None
+            }
+        }
     }
 
     async fn keep_image(&self, request: &Request, image: &Fetched) -> Step<()> {

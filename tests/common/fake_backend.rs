@@ -61,6 +61,10 @@ impl Backend for FakeBackend {
         })
     }
 
+    fn model(&self) -> ModelIdentity {
+        identity()
+    }
+
     async fn set_adapter(
         &self,
         _adapter: Option<AdapterSpec>,

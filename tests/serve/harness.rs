@@ -240,7 +240,8 @@ impl Harness {
             engine,
             initial,
             producer,
-        ));
+        )
+        .expect("app"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

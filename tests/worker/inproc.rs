@@ -45,6 +45,7 @@ pub async fn processor_with(
         settings,
         CancellationToken::new(),
     )
+    .expect("processor")
 }
 
 /// A `Processor` over `backend`; its images go to `images`.

@@ -780,7 +780,7 @@ fn row(id: Uuid, offset: i64, p_fake: f32) -> dfa::store::NewVerdict {
         timings: EngineTimings::default(),
     };
     let mut verdict = dfa::engine::analyze::assemble_verdict(id, analysis, 0.5);
-    verdict.p_fake = p_fake;
+    verdict.p_fake = Some(p_fake);
     dfa::store::NewVerdict {
         verdict,
         tenant: None,

@@ -1,29 +1,42 @@
-//! From image bytes to a `Verdict`: intake, the model stage, and assembly.
-//! Shared by the CLI and the worker.
+//! From image bytes to a `Verdict`: intake, the face stage, the model stage,
+//! and assembly. Shared by the CLI and the worker.
+//!
+//! With `faces.mode` `detect` or `whole_image`, every face found is cropped
+//! and screened as its own engine job (they batch with everything else);
+//! the image's verdict is its most suspicious face's (`assemble`).
 //!
 //! A request's own questions are asked after its verdict, as reviewers'
 //! follow-ups are: the image is screened first, then the questions see the
 //! verdict's turns (`domain::dialogue`) as their history, so a question
 //! sent with the request and the same question asked over HTTP read the
-//! same conversation.
+//! same conversation. They are about the most suspicious face.
+
+mod assemble;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use futures::future::try_join_all;
 use uuid::Uuid;
 
+pub use assemble::{
+    assemble_verdict, face_verdict, image_verdict, no_face_verdict, reused_verdict,
+};
+use assemble::clean_answers;
+
 use crate::domain::dialogue::{history, Screened};
-use crate::domain::verdict::Labelled;
-use crate::domain::{parse_artifacts, Answer, Timings, Verdict};
+use crate::domain::{FaceMode, Verdict};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError, Explain, Tasks};
-use crate::intake::{ImageError, Intake};
+use crate::faces::{FaceError, FaceStage};
+use crate::intake::{DecodedImage, ImageError, Intake};
 use crate::settings::AnalysisSettings;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AnalyzeError {
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Faces(#[from] FaceError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -33,58 +46,93 @@ impl AnalyzeError {
     pub fn kind(&self) -> &'static str {
         match self {
             AnalyzeError::Image(e) => e.kind(),
+            AnalyzeError::Faces(e) => e.kind(),
             AnalyzeError::Engine(e) => e.kind(),
         }
     }
+}
+
+/// The stages around the engine, as a process configured them.
+#[derive(Clone, Copy)]
+pub struct Stages<'a> {
+    /// Decoding within the process's decode budget.
+    pub intake: &'a Intake,
+    pub analysis: &'a AnalysisSettings,
+    pub faces: &'a FaceStage,
 }
 
 /// Screens one image and assembles its verdict; the tasks' questions, if
 /// any, are then asked after the verdict's turns (a second engine job on the
 /// same `image_key`, whose cached state it can reuse). The image is decoded
 /// within `intake`'s budget, and its share is held until the engine has made
-/// its own input from it.
+/// its own input from it (or its crops).
 pub async fn analyze_bytes<B: Backend>(
     backend: &B,
     request_id: Uuid,
     bytes: Arc<Vec<u8>>,
     tasks: Tasks,
-    intake: &Intake,
-    analysis: &AnalysisSettings,
+    stages: Stages<'_>,
+) -> Result<Verdict, AnalyzeError> {
+    analyze(backend, request_id, bytes, tasks, stages, None).await
+}
+
+/// As `analyze_bytes`, with the screening taken from `prior`, a verdict on
+/// the same bytes by the same model (`reused_verdict`): only the request's
+/// questions, if any, reach the engine.
+pub async fn analyze_reusing<B: Backend>(
+    backend: &B,
+    request_id: Uuid,
+    bytes: Arc<Vec<u8>>,
+    tasks: Tasks,
+    stages: Stages<'_>,
+    prior: &Verdict,
+) -> Result<Verdict, AnalyzeError> {
+    analyze(backend, request_id, bytes, tasks, stages, Some(prior)).await
+}
+
+async fn analyze<B: Backend>(
+    backend: &B,
+    request_id: Uuid,
+    bytes: Arc<Vec<u8>>,
+    tasks: Tasks,
+    stages: Stages<'_>,
+    prior: Option<&Verdict>,
 ) -> Result<Verdict, AnalyzeError> {
     let started = Instant::now();
     let (screening, questions) = split_questions(tasks);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (image, decode_ms) = intake.decode(bytes.clone()).await;
-        let image = image?;
-        let result = backend
-            .analyze(AnalysisRequest {
-                image,
-                tasks: screening.clone(),
-            })
-            .await?;
-        let mut verdict = assemble_verdict(request_id, result, analysis.threshold);
-        verdict.timings_ms.decode_image = decode_ms;
+        let mut verdict = match prior {
+            Some(prior) => reused_verdict(request_id, prior),
+            None => match screen(backend, request_id, bytes.clone(), &screening, stages).await? {
+                Some(verdict) => verdict,
+                // An adapter swap landed between the faces' jobs.
+                None if attempt < SAME_MODEL_ATTEMPTS => continue,
+                None => return Err(EngineError::Adapter(MIXED_MODELS.into()).into()),
+            },
+        };
         if let Some(questions) = &questions {
-            let screened = Screened {
-                label: verdict.label,
-                forgery_type: verdict.forgery_type,
-                explanation: verdict.explanation.as_deref(),
-            };
             let tasks = Tasks {
-                history: history(backend.prompts(), &screened, &questions.history),
+                history: match verdict.label {
+                    Some(label) => history(
+                        backend.prompts(),
+                        &Screened {
+                            label,
+                            forgery_type: verdict.forgery_type,
+                            explanation: verdict.explanation.as_deref(),
+                        },
+                        &questions.history,
+                    ),
+                    None => questions.history.clone(),
+                },
                 ..questions.clone()
             };
             // Decoded again rather than kept: a copy held while the screening
             // waits in the engine's queue would sit outside the decode budget.
-            let (image, decode_ms) = intake.decode(bytes.clone()).await;
-            let answered = backend
-                .analyze(AnalysisRequest {
-                    image: image?,
-                    tasks,
-                })
-                .await?;
+            let (image, decode_ms) = stages.intake.decode(bytes.clone()).await;
+            let image = subject_of(&verdict, image?, stages.faces).await?;
+            let answered = backend.analyze(AnalysisRequest { image, tasks }).await?;
             // An adapter swap landed between the two jobs: the answers came
             // from another model than the verdict, which records one. Both
             // are made again (swaps are rare), unless an answer was already
@@ -104,6 +152,89 @@ pub async fn analyze_bytes<B: Backend>(
 
 /// Attempts at a verdict whose screening and questions one model answered.
 const SAME_MODEL_ATTEMPTS: usize = 3;
+
+const MIXED_MODELS: &str = "adapters were swapped while the faces were screened, every attempt";
+
+/// The image questions are asked about: the verdict's most suspicious face,
+/// cropped as it was screened, or the whole image.
+pub async fn subject_of(
+    verdict: &Verdict,
+    image: DecodedImage,
+    faces: &FaceStage,
+) -> Result<DecodedImage, FaceError> {
+    match verdict.primary() {
+        Some(face) => faces.crop(image, face.crop).await,
+        None => Ok(image),
+    }
+}
+
+/// The screening by the stages' face mode; None when the faces' answers
+/// came from different models (an adapter swap in between).
+async fn screen<B: Backend>(
+    backend: &B,
+    request_id: Uuid,
+    bytes: Arc<Vec<u8>>,
+    tasks: &Tasks,
+    stages: Stages<'_>,
+) -> Result<Option<Verdict>, AnalyzeError> {
+    let threshold = stages.analysis.threshold;
+    let (image, decode_ms) = stages.intake.decode(bytes).await;
+    let image = image?;
+    let mode = stages.faces.mode();
+    let whole = |image: DecodedImage| async move {
+        let a = backend
+            .analyze(AnalysisRequest {
+                image,
+                tasks: tasks.clone(),
+            })
+            .await?;
+        Ok::<Verdict, AnalyzeError>(assemble_verdict(request_id, a, threshold))
+    };
+    if mode == FaceMode::Off {
+        let mut verdict = whole(image).await?;
+        verdict.timings_ms.decode_image = decode_ms;
+        return Ok(Some(verdict));
+    }
+    let found = stages.faces.find(image).await?;
+    let mut verdict = match (found.unsplit, mode) {
+        (Some(_), FaceMode::Detect) => no_face_verdict(request_id, found.skipped, backend.model()),
+        (Some(image), _) => Verdict {
+            face_mode: mode,
+            face_count: Some(0),
+            faces_skipped: found.skipped,
+            ..whole(image).await?
+        },
+        (None, _) => {
+            // Only a lone face's screening is worth keeping for the
+            // questions that follow: they are asked of that same crop.
+            let keep_key = found.crops.len() == 1;
+            let jobs = found.crops.into_iter().map(|image| {
+                let tasks = Tasks {
+                    image_key: tasks.image_key.clone().filter(|_| keep_key),
+                    ..tasks.clone()
+                };
+                backend.analyze(AnalysisRequest { image, tasks })
+            });
+            let analyses: Vec<Analysis> = try_join_all(jobs).await?;
+            let model = analyses[0].model.clone();
+            if analyses.iter().any(|a| a.model != model) {
+                return Ok(None);
+            }
+            let engine: Vec<_> = analyses.iter().map(|a| a.timings).collect();
+            let faces = found
+                .faces
+                .iter()
+                .zip(analyses)
+                .zip(0u32..)
+                .map(|((f, a), i)| face_verdict(i, f, a, threshold))
+                .collect();
+            image_verdict(request_id, faces, found.skipped, mode, model, &engine)
+        }
+    };
+    verdict.timings_ms.decode_image = decode_ms;
+    verdict.timings_ms.detect_faces = found.ms;
+    Ok(Some(verdict))
+}
 
 /// Splits a screening that also asks questions into the screening alone and
 /// the questions as a follow-up (its history: the caller's earlier turns, to
@@ -135,53 +266,7 @@ fn add_answers(verdict: &mut Verdict, answered: Analysis, decode_ms: f64) {
     t.generate += answered.timings.generate;
 }
 
-fn clean_answers(answers: Vec<Answer>) -> Vec<Answer> {
-    answers
-        .into_iter()
-        .map(|x| Answer {
-            question: x.question,
-            answer: without_nul(&x.answer),
-        })
-        .collect()
-}
-
-fn without_nul(text: &str) -> String {
-    text.replace('\0', "\u{FFFD}")
-}
-
-/// Turns the engine's scores into a verdict. A request that did not screen
-/// (a follow-up) has no scores; it is reported as real with p_fake 0 only in
-/// the fields that require a value, so callers screen when they need a label.
-pub fn assemble_verdict(request_id: Uuid, a: Analysis, threshold: f32) -> Verdict {
-    let l = Labelled::from_scores(a.p_fake, a.type_scores, threshold);
-    // Generated text can hold a NUL (a byte token), which no store or JSON
-    // consumer wants: it becomes U+FFFD, as any invalid byte would.
-    let explanation = a.explanation.map(|e| without_nul(&e));
-    let answers = clean_answers(a.answers);
-    let artifacts = explanation
-        .as_deref()
-        .map(parse_artifacts)
-        .unwrap_or_default();
-    Verdict {
-        request_id,
-        label: l.label,
-        p_fake: l.p_fake,
-        forgery_type: l.forgery_type,
-        type_scores: l.type_scores,
-        artifacts,
-        explanation,
-        answers,
-        model: a.model,
-        timings_ms: Timings {
-            decode_image: 0.0,
-            encode_image: a.timings.encode_image,
-            prefill: a.timings.prefill,
-            generate: a.timings.generate,
-            total: a.timings.total,
-        },
-        created_at: Utc::now(),
-    }
-}
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+#[cfg(test)]
+mod faces_tests;

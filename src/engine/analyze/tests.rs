@@ -1,7 +1,7 @@
 //! Verdict assembly, and a request's questions asked after its verdict.
 
 use super::*;
-use crate::domain::{ForgeryType, Label, ModelIdentity, TypeScores};
+use crate::domain::{Answer, FaceMode, ForgeryType, Label, ModelIdentity, TypeScores};
 use crate::engine::EngineTimings;
 
 fn analysis(p_fake: f32, explanation: Option<&str>) -> Analysis {
@@ -25,7 +25,7 @@ fn analysis(p_fake: f32, explanation: Option<&str>) -> Analysis {
 #[test]
 fn fake_verdict_names_the_best_type_and_regions() {
     let v = assemble_verdict(Uuid::nil(), analysis(0.9, Some("1. **Eye**: blurred")), 0.5);
-    assert_eq!(v.label, Label::Fake);
+    assert_eq!(v.label, Some(Label::Fake));
     assert_eq!(v.forgery_type, Some(ForgeryType::FaceReenactment));
     assert_eq!(v.artifacts[0].region, "Eye");
     assert_eq!(v.explanation.as_deref(), Some("1. **Eye**: blurred"));
@@ -62,6 +62,10 @@ impl Backend for Recording {
         Ok(a)
     }
 
+    fn model(&self) -> ModelIdentity {
+        analysis(0.0, None).model
+    }
+
     async fn set_adapter(
         &self,
         _: Option<crate::engine::AdapterSpec>,
@@ -77,19 +81,26 @@ fn png() -> Arc<Vec<u8>> {
     Arc::new(out.into_inner())
 }
 
-async fn run(backend: &Recording, tasks: Tasks) -> Verdict {
-    let settings = crate::settings::Settings::embedded().unwrap();
+/// The stages with the face stage in `mode`.
+pub(super) fn stages_in(mode: FaceMode) -> (crate::settings::Settings, Intake, FaceStage) {
+    let mut settings = crate::settings::Settings::embedded().unwrap();
+    settings.faces.mode = mode;
     let intake = Intake::new(&settings.image);
-    analyze_bytes(
-        backend,
-        Uuid::nil(),
-        png(),
-        tasks,
-        &intake,
-        &settings.analysis,
-    )
-    .await
-    .unwrap()
+    let faces = FaceStage::new(&settings.faces).unwrap();
+    (settings, intake, faces)
+}
+
+async fn run(backend: &Recording, tasks: Tasks) -> Verdict {
+    // The picture is no face: these tests are about the whole image.
+    let (settings, intake, faces) = stages_in(FaceMode::Off);
+    let stages = Stages {
+        intake: &intake,
+        analysis: &settings.analysis,
+        faces: &faces,
+    };
+    analyze_bytes(backend, Uuid::nil(), png(), tasks, stages)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -121,7 +132,7 @@ async fn a_requests_questions_see_its_verdict_turns() {
     assert_eq!(asked.history, expected);
     assert_eq!(asked.history[0].answer, "Yes.");
 
-    assert_eq!(v.label, Label::Fake);
+    assert_eq!(v.label, Some(Label::Fake));
     assert_eq!(v.explanation.as_deref(), Some("1. **Eye**: blurred"));
     let pairs: Vec<(&str, &str)> = v
         .answers
@@ -154,7 +165,7 @@ async fn a_screening_without_questions_is_one_job() {
 #[test]
 fn real_verdict_has_no_type() {
     let v = assemble_verdict(Uuid::nil(), analysis(0.2, None), 0.5);
-    assert_eq!(v.label, Label::Real);
+    assert_eq!(v.label, Some(Label::Real));
     assert_eq!(v.forgery_type, None);
     assert!(v.artifacts.is_empty());
 }
@@ -176,6 +187,10 @@ impl Backend for SwappedAfterFirst {
         Ok(a)
     }
 
+    fn model(&self) -> ModelIdentity {
+        self.0.model()
+    }
+
     async fn set_adapter(
         &self,
         _: Option<crate::engine::AdapterSpec>,
@@ -187,19 +202,16 @@ impl Backend for SwappedAfterFirst {
 #[tokio::test]
 async fn a_swap_between_screening_and_questions_makes_both_again() {
     let backend = SwappedAfterFirst::default();
-    let settings = crate::settings::Settings::embedded().unwrap();
-    let intake = Intake::new(&settings.image);
+    let (settings, intake, faces) = stages_in(FaceMode::Off);
+    let stages = Stages {
+        intake: &intake,
+        analysis: &settings.analysis,
+        faces: &faces,
+    };
     let tasks = Tasks::requested(false, 0.5, vec!["Why?".to_string()]);
-    let v = analyze_bytes(
-        &backend,
-        Uuid::nil(),
-        png(),
-        tasks,
-        &intake,
-        &settings.analysis,
-    )
-    .await
-    .unwrap();
+    let v = analyze_bytes(&backend, Uuid::nil(), png(), tasks, stages)
+        .await
+        .unwrap();
     let seen = backend.0 .0.lock().unwrap().clone();
     assert_eq!(
         seen.len(),

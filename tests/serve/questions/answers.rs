@@ -109,8 +109,11 @@ async fn analysed_with_a_question(h: &Harness, question: &str) -> (String, dfa::
         id,
         std::sync::Arc::new(bytes),
         tasks,
-        &h.app.intake,
-        &h.app.settings.analysis,
+        dfa::engine::analyze::Stages {
+            intake: &h.app.intake,
+            analysis: &h.app.settings.analysis,
+            faces: &h.app.faces,
+        },
     )
     .await
     .expect("analysed");

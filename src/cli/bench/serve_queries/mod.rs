@@ -125,7 +125,7 @@ async fn on_scratch(
     let prompts = config.prompts.clone();
     let engine = Engine::start(config).await.context("starting the engine")?;
     let producer = crate::worker::kafka::producer(&s.kafka)?;
-    let app = Arc::new(App::new(s, prompts, store, engine, None, producer));
+    let app = Arc::new(App::new(s, prompts, store, engine, None, producer)?);
     let (base, stop, server) = serve_locally(app.clone()).await?;
     let measured = query_latencies(&app, &base, rows).await;
     let follow_ups = match &measured {
