@@ -52,8 +52,13 @@ pub fn tiny_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-model")
 }
 
+/// The embedded settings, with `faces.mode = "off"`: the generated test
+/// pictures hold no face, and tests that are not about faces screen them
+/// whole. Tests of the face stage set the mode they test.
 pub fn settings() -> Settings {
-    Settings::embedded().expect("embedded settings")
+    let mut s = Settings::embedded().expect("embedded settings");
+    s.faces.mode = dfa::domain::FaceMode::Off;
+    s
 }
 
 pub fn engine_config(adapter: Option<AdapterSpec>) -> EngineConfig {

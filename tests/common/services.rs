@@ -112,6 +112,8 @@ impl Env {
             .env_remove("DFA_ENV")
             .env("DFA__MODEL__TINY_DIR", super::tiny_dir())
             .env("DFA__ENGINE__THREADS", "1")
+            // Not about faces unless a test says so (common::settings).
+            .env("DFA__FACES__MODE", "off")
             .env("DFA__ENGINE__THREADS_BATCH", "1")
             .env("DFA__ANALYSIS__MAX_EXPLAIN_TOKENS", "8")
             .env("DFA__ANALYSIS__MAX_ANSWER_TOKENS", "8")
