@@ -1,5 +1,8 @@
 //! Face detection on real pictures: the public-domain astronaut portrait
-//! crops in samples/, alone and pasted onto a larger canvas.
+//! crops in samples/, alone and pasted onto a larger canvas; and the face
+//! stage in front of the real engine (llama.cpp on the tiny model).
+
+mod common;
 
 use dfa::faces::{crop_square, FaceBox, FaceDetector};
 use dfa::settings::Settings;
@@ -94,4 +97,96 @@ fn crops_are_square_and_sized_for_the_vision_tower() {
         score: 10.0,
     };
     assert_eq!(crop_square(&img, &b, 1.3, 336).dimensions(), (336, 336));
+}
+
+mod with_the_engine {
+    use std::sync::Arc;
+
+    use dfa::domain::{FaceMode, VerdictStatus};
+    use dfa::engine::analyze::{analyze_bytes, Stages};
+    use dfa::engine::{AnalysisRequest, Backend, Engine, Explain, Tasks};
+    use dfa::faces::FaceStage;
+    use dfa::intake::Intake;
+    use uuid::Uuid;
+
+    use super::common;
+
+    fn tasks() -> Tasks {
+        Tasks {
+            explain: Explain::Always,
+            ..Tasks::screening(0.5)
+        }
+    }
+
+    async fn analyse(engine: &Engine, mode: FaceMode, img: &image::RgbImage) -> dfa::domain::Verdict {
+        let mut s = common::settings();
+        s.faces.mode = mode;
+        let intake = Intake::new(&s.image);
+        let faces = FaceStage::new(&s.faces).expect("detector");
+        let stages = Stages {
+            intake: &intake,
+            analysis: &s.analysis,
+            faces: &faces,
+        };
+        let bytes = Arc::new(common::encode(img, image::ImageFormat::Png));
+        analyze_bytes(engine, Uuid::new_v4(), bytes, tasks(), stages)
+            .await
+            .expect("analysed")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_face_gets_its_verdict_and_the_image_the_most_suspicious() {
+        let engine = common::engine(None).await;
+        let v = analyse(&engine, FaceMode::Detect, &common::two_faces()).await;
+        assert_eq!(v.status, VerdictStatus::Analysed);
+        assert_eq!(v.face_count, Some(2), "{v:?}");
+        let max = v.faces.iter().map(|f| f.p_fake).fold(f32::MIN, f32::max);
+        assert_eq!(v.p_fake, Some(max));
+        let primary = v.primary().expect("a primary face");
+        assert_eq!(primary.p_fake, max);
+        assert_eq!(v.label, Some(primary.label));
+        assert_eq!(v.explanation, primary.explanation);
+        for f in &v.faces {
+            assert!(f.explanation.is_some(), "explained always: {f:?}");
+            let sum: f32 = f.type_scores.as_array().iter().sum();
+            assert!((sum - 1.0).abs() < 1e-3, "type scores sum to 1: {f:?}");
+        }
+        assert!(v.timings_ms.detect_faces > 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_faces_off_the_verdict_is_the_whole_image_analysis_bit_for_bit() {
+        let engine = common::engine(None).await;
+        let img = common::two_faces();
+        let v = analyse(&engine, FaceMode::Off, &img).await;
+        let decoded = dfa::intake::decode_image(
+            &common::encode(&img, image::ImageFormat::Png),
+            &common::settings().image,
+        )
+        .expect("decodes");
+        let direct = engine
+            .analyze(AnalysisRequest {
+                image: decoded,
+                tasks: tasks(),
+            })
+            .await
+            .expect("analysed");
+        assert_eq!(v.p_fake.map(f32::to_bits), direct.p_fake.map(f32::to_bits));
+        let bits = |t: Option<dfa::domain::TypeScores>| t.map(|t| t.as_array().map(f32::to_bits));
+        assert_eq!(bits(v.type_scores), bits(direct.type_scores));
+        assert_eq!(v.explanation, direct.explanation);
+        assert_eq!((v.face_mode, v.face_count), (FaceMode::Off, None));
+        assert!(v.faces.is_empty());
+        let json = serde_json::to_value(&v).expect("json");
+        assert!(json["faces"].as_array().is_some_and(Vec::is_empty));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_without_a_face_is_no_face() {
+        let engine = common::engine(None).await;
+        let page = common::sample("generated-pattern.bmp");
+        let v = analyse(&engine, FaceMode::Detect, &page).await;
+        assert_eq!(v.status, VerdictStatus::NoFace);
+        assert_eq!((v.p_fake, v.label), (None, None));
+    }
 }

@@ -125,3 +125,34 @@ pub fn decoded(seed: u32) -> DecodedImage {
     let bytes = encode(&picture(seed, 64, 64), ImageFormat::Png);
     decode_image(&bytes, &settings().image).expect("decode")
 }
+
+/// A picture from samples/ (real photographs).
+#[allow(dead_code)]
+pub fn sample(name: &str) -> image::RgbImage {
+    let path = format!("{}/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    image::open(&path).expect("sample decodes").to_rgb8()
+}
+
+/// Where `two_faces` pasted the astronaut's face: its measured box (see
+/// tests/faces.rs) at full size at (150, 300), and at 1.5× at (1400, 500).
+#[allow(dead_code)]
+pub const TWO_FACES_AT: [(u32, u32, u32, u32); 2] = [(185, 365, 115, 115), (1452, 597, 173, 173)];
+
+/// Two copies of the astronaut's face on a grey 2000×1200 canvas: one as
+/// it is at (150, 300), one 1.5× larger and darkened at (1400, 500).
+#[allow(dead_code)]
+pub fn two_faces() -> image::RgbImage {
+    use image::imageops;
+    let face = sample("astronaut-face.jpg");
+    let big = imageops::resize(
+        &face,
+        face.width() * 3 / 2,
+        face.height() * 3 / 2,
+        imageops::FilterType::CatmullRom,
+    );
+    let big = imageops::colorops::brighten(&big, -50);
+    let mut canvas = image::RgbImage::from_pixel(2000, 1200, image::Rgb([200, 205, 210]));
+    imageops::overlay(&mut canvas, &face, 150, 300);
+    imageops::overlay(&mut canvas, &big, 1400, 500);
+    canvas
+}

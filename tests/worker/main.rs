@@ -7,6 +7,7 @@
 mod common;
 
 mod big_images;
+mod faces;
 mod fetch_guard;
 mod idempotency;
 mod image_retention;
