@@ -173,3 +173,20 @@ async fn a_reused_analysis_runs_no_screening_and_says_where_it_came_from() {
     assert_eq!(again.faces, first.faces);
     assert_eq!(again.answers.len(), 1);
 }
+
+#[tokio::test]
+async fn faces_beyond_the_cap_never_reach_the_engine() {
+    // Twelve faces in a grid; the cap is 8 (faces.max_per_image).
+    let face = sample("astronaut-face.jpg");
+    let mut canvas = RgbImage::from_pixel(1600, 1000, image::Rgb([200, 205, 210]));
+    for i in 0..12u32 {
+        imageops::overlay(&mut canvas, &face, i64::from(i % 6 * 260 + 10), i64::from(i / 6 * 480 + 20));
+    }
+    let backend = Darkness::default();
+    let v = analyse(&backend, FaceMode::Detect, &canvas).await;
+    let cap = crate::settings::Settings::embedded().unwrap().faces.max_per_image;
+    assert_eq!(cap, 8);
+    assert_eq!(backend.0.lock().unwrap().len(), cap, "{:?}", v.faces_skipped);
+    assert_eq!(v.face_count, Some(cap as u32));
+    assert_eq!(v.faces.len() + v.faces_skipped.over_cap as usize, 12);
+}
