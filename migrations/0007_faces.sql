@@ -60,3 +60,48 @@ CREATE INDEX faces_p_fake ON faces (p_fake DESC);
 -- A follow-up is about one face of the verdict (NULL: the verdict's own
 -- subject, its most suspicious face or the whole image).
 ALTER TABLE conversation_messages ADD COLUMN face_index SMALLINT CHECK (face_index >= 0);
+
+-- The analysts' views (0005) count only screened verdicts as agreeing or
+-- disagreeing with their corrections: a no_face verdict claimed nothing.
+-- Its rows stay in verdicts_daily under label NULL.
+CREATE OR REPLACE VIEW verdicts_daily AS
+SELECT (v.created_at AT TIME ZONE 'UTC')::date AS day,
+       v.tenant,
+       v.adapter_id,
+       v.label,
+       v.forgery_type,
+       count(*) AS verdicts,
+       avg(v.p_fake)::double precision AS mean_p_fake,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM corrections d WHERE d.request_id = v.request_id)) AS corrected,
+       count(*) FILTER (WHERE v.label IS NOT NULL AND EXISTS (
+           SELECT 1 FROM corrections d WHERE d.request_id = v.request_id
+             AND (d.label <> v.label OR (d.forgery_type IS NOT NULL
+                  AND d.forgery_type IS DISTINCT FROM v.forgery_type)))) AS disagreements
+FROM verdicts v
+GROUP BY 1, 2, 3, 4, 5;
+
+CREATE OR REPLACE VIEW adapter_agreement AS
+WITH counted AS (
+    SELECT (v.created_at AT TIME ZONE 'UTC')::date AS day,
+           v.tenant,
+           v.adapter_id,
+           count(*) AS verdicts,
+           count(s.label) FILTER (WHERE v.label IS NOT NULL) AS corrected,
+           count(*) FILTER (WHERE v.label = 'fake' AND s.label = 'fake') AS true_fake,
+           count(*) FILTER (WHERE v.label = 'fake' AND s.label = 'real') AS false_fake,
+           count(*) FILTER (WHERE v.label = 'real' AND s.label = 'fake') AS missed_fake,
+           count(*) FILTER (WHERE v.label = 'real' AND s.label = 'real') AS true_real
+    FROM verdicts v
+    LEFT JOIN LATERAL (
+        SELECT c.label FROM corrections c
+        WHERE c.request_id = v.request_id
+        ORDER BY c.created_at DESC, c.revision DESC LIMIT 1
+    ) s ON true
+    GROUP BY 1, 2, 3
+)
+SELECT day, tenant, adapter_id, verdicts, corrected, true_fake, false_fake, missed_fake, true_real,
+       (true_fake + true_real)::double precision / NULLIF(corrected, 0) AS accuracy,
+       true_fake::double precision / NULLIF(true_fake + false_fake, 0) AS precision_fake,
+       true_fake::double precision / NULLIF(true_fake + missed_fake, 0) AS recall_fake
+FROM counted;

@@ -14,6 +14,9 @@ fn dfa(dir: &Path) -> Command {
         .env("DFA__MODEL__TINY_DIR", common::tiny_dir())
         .env("DFA__ENGINE__THREADS", "2")
         .env("DFA__ANALYSIS__MAX_EXPLAIN_TOKENS", "16")
+        // The generated pictures hold no face: tests not about faces screen
+        // them whole; the face tests pass --faces.
+        .env("DFA__FACES__MODE", "off")
         .env_remove("DFA_ENV");
     cmd
 }
@@ -151,4 +154,199 @@ fn impossible_setting_is_named_on_stderr() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("analysis.threshold"), "{stderr}");
+}
+
+/// The drawn outline colours (src/cli/analyze/draw.rs): fake red, real green.
+fn outline_colour(label: &str) -> image::Rgb<u8> {
+    match label {
+        "fake" => image::Rgb([225, 30, 30]),
+        "real" => image::Rgb([0, 170, 60]),
+        other => panic!("unexpected label {other}"),
+    }
+}
+
+fn face_box(face: &Value) -> dfa::faces::FaceBox {
+    let b = &face["bbox"];
+    let n = |k: &str| b[k].as_u64().expect("bbox fields are integers") as u32;
+    dfa::faces::FaceBox {
+        x: n("x"),
+        y: n("y"),
+        w: n("w"),
+        h: n("h"),
+        score: 0.0,
+    }
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn faces_are_found_boxed_and_drawn_and_a_blank_page_has_none() {
+    common::tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let group = common::two_faces();
+    std::fs::write(
+        d.join("group.png"),
+        common::encode(&group, ImageFormat::Png),
+    )
+    .unwrap();
+    let page = image::RgbImage::from_pixel(1200, 1600, image::Rgb([250, 250, 250]));
+    std::fs::write(d.join("page.png"), common::encode(&page, ImageFormat::Png)).unwrap();
+
+    let out = dfa(d)
+        .args([
+            "analyze",
+            "--faces",
+            "detect",
+            "--annotate",
+            "drawn/new",
+            "group.png",
+            "page.png",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2, "{stderr}");
+
+    // Two faces, largest first, each near where it was pasted.
+    let v = &lines[0]["verdict"];
+    assert_eq!(v["status"], "analysed", "{v}");
+    assert_eq!(v["face_mode"], "detect");
+    assert_eq!(v["face_count"], 2, "{v}");
+    let faces = v["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 2, "{v}");
+    let pasted = [common::TWO_FACES_AT[1], common::TWO_FACES_AT[0]];
+    for (i, (face, (x, y, w, h))) in faces.iter().zip(pasted).enumerate() {
+        assert_eq!(face["index"], i as u64);
+        let want = dfa::faces::FaceBox {
+            x,
+            y,
+            w,
+            h,
+            score: 0.0,
+        };
+        let iou = face_box(face).iou(&want);
+        assert!(iou >= 0.5, "IoU {iou}: found {face}, pasted at {want:?}");
+    }
+    let most = faces
+        .iter()
+        .map(|f| f["p_fake"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        v["p_fake"].as_f64().unwrap(),
+        most,
+        "the image is its most suspicious face"
+    );
+
+    // The drawn copy: same size, each face's outline in its label's colour,
+    // the canvas untouched away from the faces.
+    let drawn_path = d.join("drawn/new/group.faces.png");
+    assert_eq!(lines[0]["annotated"], "drawn/new/group.faces.png");
+    let drawn = image::open(&drawn_path).expect("annotated PNG").to_rgb8();
+    assert_eq!(drawn.dimensions(), group.dimensions());
+    for face in faces {
+        let b = face_box(face);
+        let colour = outline_colour(face["label"].as_str().unwrap());
+        for (x, y) in [
+            (b.x, b.y + b.h / 2),
+            (b.x + b.w - 1, b.y + b.h / 2),
+            (b.x + b.w / 2, b.y + b.h - 1),
+        ] {
+            assert_eq!(
+                drawn.get_pixel(x, y),
+                &colour,
+                "outline of {face} at ({x}, {y})"
+            );
+        }
+        let (cx, cy) = (b.x + b.w / 2, b.y + b.h / 2);
+        assert_eq!(
+            drawn.get_pixel(cx, cy),
+            group.get_pixel(cx, cy),
+            "the face itself"
+        );
+    }
+    for (x, y) in [(1000, 100), (50, 1150), (1999, 0)] {
+        assert_eq!(drawn.get_pixel(x, y), group.get_pixel(x, y), "({x}, {y})");
+    }
+
+    // No face: nothing screened, a caption on the drawn copy.
+    let v = &lines[1]["verdict"];
+    assert_eq!(lines[1]["ok"], true);
+    assert_eq!(v["status"], "no_face", "{v}");
+    assert!(v["p_fake"].is_null() && v["label"].is_null(), "{v}");
+    assert_eq!(v["face_count"], 0);
+    let drawn = image::open(d.join("drawn/new/page.faces.png"))
+        .expect("annotated PNG")
+        .to_rgb8();
+    assert_eq!(drawn.dimensions(), page.dimensions());
+    assert_ne!(drawn, page, "the no-face caption is drawn");
+
+    // People read the faces and their boxes on stderr.
+    let b = face_box(&faces[0]);
+    let box_text = format!("at x={} y={} {}x{}", b.x, b.y, b.w, b.h);
+    assert!(stderr.contains("group.png: "), "{stderr}");
+    assert!(stderr.contains(&box_text), "{box_text} in {stderr}");
+    assert!(stderr.contains("page.png: no face"), "{stderr}");
+}
+
+#[test]
+fn faces_off_screens_the_picture_whole_and_draws_nothing() {
+    common::tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let group = common::two_faces();
+    std::fs::write(
+        d.join("group.png"),
+        common::encode(&group, ImageFormat::Png),
+    )
+    .unwrap();
+    let out = dfa(d)
+        .env("DFA__FACES__MODE", "detect")
+        .args([
+            "analyze",
+            "--faces",
+            "off",
+            "--annotate",
+            "drawn",
+            "group.png",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &line["verdict"];
+    assert_eq!(v["face_mode"], "off", "{v}");
+    assert!(v["face_count"].is_null(), "{v}");
+    assert_eq!(v["faces"].as_array().map(Vec::len), Some(0), "{v}");
+    let p = v["p_fake"].as_f64().expect("screened whole");
+    assert!((0.0..=1.0).contains(&p));
+    let drawn = image::open(d.join("drawn/group.faces.png"))
+        .expect("written even with faces off")
+        .to_rgb8();
+    assert_eq!(drawn, group, "nothing drawn with faces off");
+}
+
+#[test]
+fn an_annotate_dir_that_cannot_be_made_fails_before_any_image() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("taken"), b"a file").unwrap();
+    let out = dfa(dir.path())
+        .args(["analyze", "--annotate", "taken/out", "x.png"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no image was attempted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--annotate: cannot create taken/out"),
+        "{stderr}"
+    );
 }

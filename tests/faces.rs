@@ -118,7 +118,11 @@ mod with_the_engine {
         }
     }
 
-    async fn analyse(engine: &Engine, mode: FaceMode, img: &image::RgbImage) -> dfa::domain::Verdict {
+    async fn analyse(
+        engine: &Engine,
+        mode: FaceMode,
+        img: &image::RgbImage,
+    ) -> dfa::domain::Verdict {
         let mut s = common::settings();
         s.faces.mode = mode;
         let intake = Intake::new(&s.image);
@@ -182,9 +186,9 @@ mod with_the_engine {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_page_without_a_face_is_no_face() {
+    async fn a_page_of_text_is_no_face() {
         let engine = common::engine(None).await;
-        let page = common::sample("generated-pattern.bmp");
+        let page = common::text_page();
         let v = analyse(&engine, FaceMode::Detect, &page).await;
         assert_eq!(v.status, VerdictStatus::NoFace);
         assert_eq!((v.p_fake, v.label), (None, None));

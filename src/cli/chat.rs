@@ -143,7 +143,11 @@ fn summary(v: &Verdict) -> String {
         _ => "verdict: no face found; questions are about the whole image\n".to_string(),
     };
     for f in &v.faces {
-        let primary = if v.primary_face == Some(f.index) { "  (most suspicious)" } else { "" };
+        let primary = if v.primary_face == Some(f.index) {
+            "  (most suspicious)"
+        } else {
+            ""
+        };
         s.push_str(&format!(
             "face {}: box x={} y={} w={} h={}  {}  p_fake={:.3}{primary}\n",
             f.index,

@@ -1,8 +1,10 @@
-//! A stored verdict as the conversation DFA-GPT holds about its image: the
-//! detection turn, the classification turn (for a fake), the artifact
-//! description when there is one, then every follow-up so far. Reviewers'
-//! questions and the worker's own questions are asked after it.
+//! A stored verdict as the conversation DFA-GPT holds about its image, or
+//! about one of its faces: the detection turn, the classification turn (for
+//! a fake), the artifact description when there is one, then every
+//! follow-up so far about the same face. Reviewers' questions and the
+//! worker's own questions are asked after it.
 
+use super::face::FaceVerdict;
 use super::prompts::{Prompts, Turn};
 use super::verdict::{ForgeryType, Label};
 
@@ -14,12 +16,36 @@ pub struct Screened<'a> {
     pub explanation: Option<&'a str>,
 }
 
+impl<'a> Screened<'a> {
+    /// What the model said about one face when it screened its crop.
+    pub fn of_face(face: &'a FaceVerdict) -> Screened<'a> {
+        Screened {
+            label: face.label,
+            forgery_type: face.forgery_type,
+            explanation: face.explanation.as_deref(),
+        }
+    }
+}
+
 /// The engine's conversation-cache key (`Tasks::image_key`) of a verdict's
 /// conversation: the worker's own questions and `dfa serve`'s follow-ups use
 /// it alike. Per verdict, not per image, so that two tenants' verdicts on the
 /// same image never share cached state (whose reuse would be observable).
 pub fn conversation_key(request_id: uuid::Uuid) -> String {
     format!("verdict:{request_id}")
+}
+
+/// The cache key of the conversation about one face of a verdict. `None`,
+/// the verdict's own subject (its most suspicious face, or the whole image
+/// when it has no face), keeps `conversation_key`: the request's own
+/// questions are about that subject, so reviewers' default follow-ups
+/// continue their cached state. Every other face has a conversation (and
+/// a crop) of its own, which must never restore another face's state.
+pub fn face_conversation_key(request_id: uuid::Uuid, face: Option<u32>) -> String {
+    match face {
+        None => conversation_key(request_id),
+        Some(i) => format!("verdict:{request_id}:face:{i}"),
+    }
 }
 
 /// The answer text for a yes/no prompt word ("Yes" → "Yes."), as DFA-GPT
@@ -99,6 +125,19 @@ mod tests {
         let turns = verdict_turns(&p, &v);
         assert_eq!(turns.len(), 1);
         assert_eq!(turns[0].answer, "No.");
+    }
+
+    #[test]
+    fn each_other_face_has_a_cache_key_of_its_own() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(face_conversation_key(id, None), conversation_key(id));
+        let (one, two) = (
+            face_conversation_key(id, Some(1)),
+            face_conversation_key(id, Some(2)),
+        );
+        assert_ne!(one, conversation_key(id));
+        assert_ne!(one, two);
+        assert_ne!(one, face_conversation_key(uuid::Uuid::new_v4(), Some(1)));
     }
 
     #[test]

@@ -7,8 +7,8 @@ pub mod adapter;
 pub mod artifacts;
 pub mod correction;
 pub mod dialogue;
-pub mod face;
 pub mod digest;
+pub mod face;
 pub mod lora;
 pub mod prompts;
 pub mod request;
@@ -18,10 +18,10 @@ pub mod verdict_query;
 
 pub use artifacts::{parse_artifacts, render_artifacts};
 pub use correction::Correction;
+pub use digest::{sha256_file, sha256_hex};
 pub use face::{
     most_suspicious, BBox, CropSquare, FaceBox, FaceMode, FaceVerdict, FacesSkipped, VerdictStatus,
 };
-pub use digest::{sha256_file, sha256_hex};
 pub use verdict::{
     AdapterIdentity, Answer, Artifact, ForgeryType, Label, Labelled, ModelIdentity, Timings,
     TypeScores, Verdict,

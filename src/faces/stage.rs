@@ -93,7 +93,9 @@ impl FaceStage {
                 Some(v) => vec![(size, size, crop_to(&v, square, size).into_raw())],
                 None => vec![],
             });
-            crops.pop().ok_or_else(|| FaceError::Detector("crop failed".into()))
+            crops
+                .pop()
+                .ok_or_else(|| FaceError::Detector("crop failed".into()))
         })
         .await
     }

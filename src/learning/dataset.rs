@@ -111,6 +111,8 @@ fn parse_line(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result
         key: format!("dataset:{digest}"),
         origin: Origin::Dataset { line },
         image: ImageRef::File(path),
+        // Dataset images are face crops already (DFA-Instruct).
+        crop: None,
         turns,
         history_per_turn: true,
         label: wire.label.or(inferred_label),

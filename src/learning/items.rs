@@ -15,7 +15,7 @@ use crate::domain::correction::StandingCorrection;
 use crate::domain::dialogue::{verdict_turns, Screened};
 use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::render_artifacts;
-use crate::domain::{Artifact, ForgeryType, Label};
+use crate::domain::{Artifact, CropSquare, ForgeryType, Label};
 
 /// Where an item's image is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +45,10 @@ pub struct Item {
     pub key: String,
     pub origin: Origin,
     pub image: ImageRef,
+    /// The square of the image to learn from, resized as the face stage
+    /// resizes crops (`faces.crop_px`): the corrected verdict's primary
+    /// face, which is what the model saw. None: the whole image.
+    pub crop: Option<CropSquare>,
     /// Supervised turns, each asked fresh about the image as the engine does
     /// (a turn's history is the turns before it in a dataset conversation).
     pub turns: Vec<Turn>,
@@ -84,7 +88,11 @@ pub fn supervised_turns(
 }
 
 /// A standing correction as a training item; `watermark` is the last
-/// revision the active adapter learned from.
+/// revision the active adapter learned from. The correction says what the
+/// verdict's subject is: its primary face's crop when it had faces, else
+/// the whole image. A `no_face` verdict (nothing screened, no label of its
+/// own) is no exception: the reviewer labelled the image, which is learned
+/// whole, as `faces.mode = "whole_image"` would have screened it.
 pub fn correction_item(
     row: &StandingCorrection,
     prompts: &Prompts,
@@ -104,6 +112,7 @@ pub fn correction_item(
             new: row.revision > watermark,
         },
         image: ImageRef::Stored(row.image_sha256.clone()),
+        crop: row.crop(),
         turns: supervised_turns(prompts, label, forgery_type, &artifacts),
         history_per_turn: false,
         label: Some(label),
@@ -148,7 +157,10 @@ mod tests {
             artifacts: Some(serde_json::json!([{"region": "Eyes", "text": "odd glints."}])),
             note: None,
             image_sha256: "ab".repeat(32),
-            verdict_label: Label::Real,
+            verdict_label: Some(Label::Real),
+            crop_x: None,
+            crop_y: None,
+            crop_side: None,
         }
     }
 
@@ -165,6 +177,29 @@ mod tests {
         assert!(!real.is_new_correction());
         assert_eq!(real.turns.len(), 1);
         assert_eq!(real.turns[0].answer, "No.");
+        assert_eq!(real.crop, None, "a verdict of the whole image");
+    }
+
+    #[test]
+    fn a_face_verdicts_correction_teaches_on_its_primary_faces_crop() {
+        let p = Prompts::embedded();
+        let mut face = row(7, "fake", Some("face_editing"));
+        (face.crop_x, face.crop_y, face.crop_side) = (Some(120), Some(40), Some(300));
+        let item = correction_item(&face, &p, 3).unwrap();
+        assert_eq!(
+            item.crop,
+            Some(CropSquare {
+                x: 120,
+                y: 40,
+                side: 300
+            })
+        );
+        // No face found: no label of the verdict's own, and the whole image.
+        let mut none = row(8, "fake", None);
+        none.verdict_label = None;
+        let item = correction_item(&none, &p, 3).unwrap();
+        assert_eq!((item.label, item.crop), (Some(Label::Fake), None));
+        assert_eq!(item.turns[0].answer, "Yes.");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use image::{ImageBuffer, Rgb};
 
 use super::dataset::{parse_dataset, LineError};
 use super::items::{correction_item, is_held_out, with_replay, ImageRef, Item, Origin};
@@ -12,7 +13,8 @@ use super::record::{watermark, DatasetRecord, TrainingData};
 use super::RetrainOptions;
 use crate::domain::adapter::AdapterRecord;
 use crate::domain::prompts::Prompts;
-use crate::domain::sha256_hex;
+use crate::domain::{sha256_hex, CropSquare};
+use crate::faces::crop_to;
 use crate::images::ImageStore;
 use crate::intake::{decode_image, DecodedImage};
 use crate::settings::Settings;
@@ -175,6 +177,8 @@ fn report_bad_lines(path: &Path, errors: &[LineError], strict: bool) -> anyhow::
     Ok(())
 }
 
+/// The item's image as the model is to see it: decoded, and cut to the
+/// item's crop (resized to `faces.crop_px`, as the face stage does).
 pub(super) fn load_image(
     item: &Item,
     images: &ImageStore,
@@ -184,12 +188,82 @@ pub(super) fn load_image(
         ImageRef::Stored(sha) => images.get(sha).map_err(|e| e.to_string())?,
         ImageRef::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
     };
-    decode_image(&bytes, &settings.image).map_err(|e| format!("image: {e}"))
+    let image = decode_image(&bytes, &settings.image).map_err(|e| format!("image: {e}"))?;
+    match item.crop {
+        Some(square) => crop(image, square, settings.faces.crop_px),
+        None => Ok(image),
+    }
+}
+
+/// `square` of `image`, resized to `size`×`size`.
+fn crop(image: DecodedImage, square: CropSquare, size: u32) -> Result<DecodedImage, String> {
+    let mut parts = image.split_into(|w, h, rgb| {
+        ImageBuffer::<Rgb<u8>, &[u8]>::from_raw(w, h, rgb)
+            .map(|view| vec![(size, size, crop_to(&view, square, size).into_raw())])
+            .unwrap_or_default()
+    });
+    parts
+        .pop()
+        .ok_or_else(|| "image: the face's crop could not be cut".to_string())
 }
 
 pub(super) fn describe(item: &Item) -> String {
     match &item.origin {
         Origin::Correction { request_id, .. } => format!("correction {request_id}"),
         Origin::Dataset { line } => format!("dataset line {line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    /// A 40×20 PNG: red on the left half, blue on the right.
+    fn halves() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn an_item_with_a_crop_is_learned_from_that_square_only() {
+        let settings = Settings::embedded().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("halves.png");
+        std::fs::write(&path, halves()).unwrap();
+        let images = ImageStore::new(dir.path());
+        let mut item = Item {
+            key: "k".into(),
+            origin: Origin::Dataset { line: 1 },
+            image: ImageRef::File(path),
+            crop: None,
+            turns: vec![],
+            history_per_turn: false,
+            label: None,
+            forgery_type: None,
+        };
+        let whole = load_image(&item, &images, &settings).unwrap();
+        assert_eq!((whole.width(), whole.height()), (40, 20));
+        item.crop = Some(CropSquare {
+            x: 22,
+            y: 2,
+            side: 16,
+        });
+        let face = load_image(&item, &images, &settings).unwrap();
+        let size = settings.faces.crop_px;
+        assert_eq!((face.width(), face.height()), (size, size));
+        assert!(
+            face.rgb().chunks(3).all(|p| p == [0, 0, 255]),
+            "only the right (blue) half's square"
+        );
     }
 }

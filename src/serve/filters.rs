@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use super::error::ApiError;
 use super::extract::parse_query;
 use crate::domain::verdict_query::{Bucket, Keyset, VerdictFilter};
-use crate::domain::{ForgeryType, Label};
+use crate::domain::{ForgeryType, Label, VerdictStatus};
 
 /// A page of `/api/verdicts` holds at most this many.
 pub const MAX_LIMIT: u32 = 500;
@@ -31,6 +31,11 @@ pub struct FilterParams {
     /// `face_swap`, `face_reenactment`, `face_editing` or `entire_face_synthesis`.
     #[param(value_type = Option<String>)]
     pub forgery_type: Option<ForgeryType>,
+    /// `analysed` or `no_face` (face detection found no face: such a
+    /// verdict has no label and no p_fake, so `label` and the p_fake
+    /// bounds never match it).
+    #[param(value_type = Option<String>)]
+    pub status: Option<VerdictStatus>,
     /// Only this tenant's verdicts. A token with a tenant sees only its own:
     /// another tenant here gives an empty answer.
     pub tenant: Option<String>,
@@ -153,6 +158,7 @@ impl FilterParams {
             until: self.until,
             label: self.label,
             forgery_type: self.forgery_type,
+            status: self.status,
             tenant: named("tenant", self.tenant)?,
             min_p_fake,
             max_p_fake,
@@ -226,9 +232,10 @@ mod tests {
         let f = filter(
             "since=2026-03-01T00:00:00Z&until=2026-03-02T00:00:00%2B01:00&label=fake\
              &forgery_type=face_swap&tenant=acme&min_p_fake=0.5&max_p_fake=1&adapter=a1\
-             &corrected=true&disagreement=false",
+             &corrected=true&disagreement=false&status=analysed",
         )
         .unwrap();
+        assert_eq!(f.status, Some(VerdictStatus::Analysed));
         assert_eq!(f.since, Some("2026-03-01T00:00:00Z".parse().unwrap()));
         assert_eq!(f.until, Some("2026-03-01T23:00:00Z".parse().unwrap()));
         assert_eq!(f.label, Some(Label::Fake));
@@ -258,6 +265,7 @@ mod tests {
             ("min_p_fake=0.8&max_p_fake=0.2", "max_p_fake"),
             ("corrected=yes", "corrected"),
             ("disagreement=1", "disagreement"),
+            ("status=noface", "status"),
             ("tenant=", "tenant"),
             ("adapter=", "adapter"),
             ("label=fake&label=real", "label"),

@@ -2,6 +2,10 @@
 //! 30 days), verdicts per time bucket by label and forgery type, the p_fake
 //! histogram, and per adapter how its verdicts agree with reviewers'
 //! standing corrections. A token with a tenant counts only its own.
+//!
+//! `no_face` verdicts (no face found, nothing screened) count among the
+//! verdicts and in `no_face`, never under a label, in the histogram or in
+//! the agreement: they have no label or p_fake.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,9 +41,12 @@ pub struct Stats {
     pub tenant: Option<String>,
     /// Verdicts in the range.
     pub verdicts: u64,
+    /// Of those, `no_face` ones (no face found: no label, no p_fake).
+    pub no_face: u64,
     /// Every bucket of the range, in order, empty ones included.
     pub buckets: Vec<BucketStats>,
-    /// `P_FAKE_BINS` bins of width 0.1 from 0; the last holds 1.0.
+    /// `P_FAKE_BINS` bins of width 0.1 from 0; the last holds 1.0. Only
+    /// verdicts with a p_fake (not `no_face`).
     pub p_fake_histogram: Vec<HistogramBin>,
     /// The base model (`adapter` null) first, then by adapter id; only
     /// those with verdicts in the range.
@@ -53,6 +60,8 @@ pub struct BucketStats {
     pub verdicts: u64,
     /// `real` and `fake` → count.
     pub labels: BTreeMap<String, u64>,
+    /// Verdicts without a label: no face was found.
+    pub no_face: u64,
     /// Each forgery type → count (fakes with a type).
     pub forgery_types: BTreeMap<String, u64>,
 }
@@ -73,6 +82,10 @@ pub struct AdapterStats {
     /// Null: the base model.
     pub adapter: Option<String>,
     pub verdicts: u64,
+    /// Of its verdicts, `no_face` ones (not in the counts below).
+    pub no_face: u64,
+    /// Corrected verdicts with a label (a corrected `no_face` verdict
+    /// claimed nothing to agree with).
     pub corrected: u64,
     pub true_fake: u64,
     pub false_fake: u64,
@@ -92,6 +105,7 @@ impl From<AdapterCounts> for AdapterStats {
         AdapterStats {
             adapter: c.adapter_id,
             verdicts: c.verdicts,
+            no_face: c.no_face,
             corrected: a.corrected(),
             true_fake: a.true_fake,
             false_fake: a.false_fake,
@@ -169,11 +183,12 @@ pub(crate) fn assemble(
                     .map(|t| (t.as_str().to_string(), 0))
                     .collect(),
                 verdicts: 0,
+                no_face: 0,
             };
             (start, empty)
         })
         .collect();
-    let mut total = 0;
+    let (mut total, mut no_face) = (0, 0);
     for c in counts {
         let n = u64::try_from(c.verdicts).unwrap_or(0);
         total += n;
@@ -182,7 +197,13 @@ pub(crate) fn assemble(
             ..BucketStats::default()
         });
         b.verdicts += n;
-        *b.labels.entry(c.label.as_str().into()).or_default() += n;
+        match c.label {
+            Some(label) => *b.labels.entry(label.as_str().into()).or_default() += n,
+            None => {
+                b.no_face += n;
+                no_face += n;
+            }
+        }
         if let Some(t) = c.forgery_type {
             *b.forgery_types.entry(t.as_str().into()).or_default() += n;
         }
@@ -194,6 +215,7 @@ pub(crate) fn assemble(
         bucket: req.bucket.as_str().into(),
         tenant: req.tenant.clone(),
         verdicts: total,
+        no_face,
         buckets: buckets.into_values().collect(),
         p_fake_histogram: histogram
             .iter()
@@ -232,19 +254,23 @@ mod tests {
             verdicts,
         };
         let counts = [
-            row("2026-03-01T00:00:00Z", Label::Real, None, 2),
+            row("2026-03-01T00:00:00Z", Some(Label::Real), None, 2),
             row(
                 "2026-03-01T00:00:00Z",
-                Label::Fake,
+                Some(Label::Fake),
                 Some(ForgeryType::FaceSwap),
                 3,
             ),
-            row("2026-03-03T00:00:00Z", Label::Fake, None, 1),
+            row("2026-03-01T00:00:00Z", None, None, 4),
+            row("2026-03-03T00:00:00Z", Some(Label::Fake), None, 1),
         ];
         let s = assemble(&req, &counts, &[0; 10], Vec::new());
-        assert_eq!(s.verdicts, 6);
+        assert_eq!(s.verdicts, 10);
+        assert_eq!(s.no_face, 4, "no face found: no label");
         assert_eq!(s.buckets.len(), 3);
-        assert_eq!(s.buckets[0].verdicts, 5);
+        assert_eq!(s.buckets[0].verdicts, 9);
+        assert_eq!(s.buckets[0].no_face, 4);
+        assert_eq!(s.buckets[0].labels.values().sum::<u64>(), 5);
         assert_eq!(s.buckets[0].labels["fake"], 3);
         assert_eq!(s.buckets[0].forgery_types["face_swap"], 3);
         assert_eq!(s.buckets[1].verdicts, 0, "an empty day is still there");

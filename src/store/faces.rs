@@ -4,9 +4,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::domain::{
-    Artifact, BBox, CropSquare, FaceVerdict, ForgeryType, Label, TypeScores,
-};
+use crate::domain::{Artifact, BBox, CropSquare, FaceVerdict, ForgeryType, Label, TypeScores};
 
 #[derive(sqlx::FromRow)]
 struct FaceRow {

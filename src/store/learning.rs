@@ -103,12 +103,16 @@ impl Store {
         })
     }
 
-    /// The standing correction of every corrected verdict.
+    /// The standing correction of every corrected verdict, with the crop
+    /// of the verdict's primary face when it has one. A `no_face` verdict
+    /// has no label and no face: its correction is of the whole image.
     pub async fn standing_corrections(&self) -> Result<Vec<StandingCorrection>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT DISTINCT ON (c.request_id) c.revision, c.request_id, c.reviewer, c.label, c.forgery_type, \
-                    c.artifacts, c.note, v.image_sha256, v.label AS verdict_label \
+                    c.artifacts, c.note, v.image_sha256, v.label AS verdict_label, \
+                    f.crop_x, f.crop_y, f.crop_side \
              FROM corrections c JOIN verdicts v USING (request_id) \
+             LEFT JOIN faces f ON f.request_id = v.request_id AND f.face_index = v.primary_face \
              ORDER BY c.request_id, c.created_at DESC, c.revision DESC",
         )
         .fetch_all(self.pool())

@@ -215,7 +215,7 @@ async fn insert_verdict_rows(
                 .push_bind(v.label)
                 .push_bind(v.p_fake)
                 .push_bind(v.forgery_type)
-                .push_bind(Json(&v.type_scores))
+                .push_bind(v.type_scores.as_ref().map(Json))
                 .push_bind(Json(&v.artifacts))
                 .push_bind(&v.explanation)
                 .push_bind(Json(&v.answers))

@@ -407,7 +407,11 @@ impl<B: Backend> Processor<B> {
             analysis: &s.analysis,
             faces: &self.faces,
         };
-        let (backend, id, bytes) = (self.backend.as_ref(), request.request_id, image.bytes.clone());
+        let (backend, id, bytes) = (
+            self.backend.as_ref(),
+            request.request_id,
+            image.bytes.clone(),
+        );
         let prior = self.repost_of(request, image).await;
         if prior.is_some() {
             self.metrics.reposts.inc();

@@ -156,3 +156,40 @@ pub fn two_faces() -> image::RgbImage {
     imageops::overlay(&mut canvas, &big, 1400, 500);
     canvas
 }
+
+/// A page of text: black 8×8 glyphs (font8x8, ×3) on white, the kind of
+/// screenshot or document upload that holds no face.
+#[allow(dead_code)]
+pub fn text_page() -> image::RgbImage {
+    use font8x8::legacy::BASIC_LEGACY;
+    const LINES: [&str; 6] = [
+        "Terms of service, section 4.2: uploads",
+        "must not contain synthetic media that",
+        "depicts a real person without consent.",
+        "Reviewers escalate reports within 24h.",
+        "Appeals: trust-and-safety@example.com",
+        "Page 3 of 12",
+    ];
+    let scale = 3u32;
+    let mut page = image::RgbImage::from_pixel(1000, 700, image::Rgb([255, 255, 255]));
+    for (row, line) in LINES.iter().enumerate() {
+        for (col, ch) in line.chars().enumerate() {
+            let glyph = BASIC_LEGACY.get(ch as usize).copied().unwrap_or([0; 8]);
+            for (gy, bits) in glyph.iter().enumerate() {
+                for gx in 0..8u32 {
+                    if bits >> gx & 1 == 0 {
+                        continue;
+                    }
+                    for (dx, dy) in (0..scale).flat_map(|a| (0..scale).map(move |b| (a, b))) {
+                        let x = 40 + col as u32 * 8 * scale + gx * scale + dx;
+                        let y = 60 + row as u32 * 12 * scale + gy as u32 * scale + dy;
+                        if x < page.width() && y < page.height() {
+                            page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    page
+}

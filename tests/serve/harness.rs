@@ -8,10 +8,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use dfa::domain::access::{NewToken, Role};
 use dfa::domain::prompts::Prompts;
+use dfa::domain::{
+    Artifact, BBox, CropSquare, FaceMode, FaceVerdict, FacesSkipped, ForgeryType, Label,
+    ModelIdentity, TypeScores, Verdict,
+};
+use dfa::engine::analyze::image_verdict;
 use dfa::images::ImageStore;
 use dfa::serve::App;
 use dfa::settings::Settings;
-use dfa::store::Store;
+use dfa::store::{NewVerdict, Source, Store, Written};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -216,6 +221,100 @@ pub fn png(seed: u32) -> Vec<u8> {
 }
 
 impl Harness {
+    /// Stores `verdict` as the worker does (`Store::insert_verdicts`: the
+    /// verdict row, its faces rows, its image row), made from the stored
+    /// image `image_sha256` of `image_bytes` bytes.
+    pub async fn store_verdict(&self, verdict: Verdict, image_sha256: &str, image_bytes: usize) {
+        let result = serde_json::to_string(&verdict).expect("result message");
+        let new = NewVerdict {
+            verdict,
+            tenant: None,
+            metadata: serde_json::json!({}),
+            image_sha256: image_sha256.to_string(),
+            image_bytes: image_bytes as i64,
+            image_source: format!("sha256:{image_sha256}"),
+            request_sha256: dfa::domain::sha256_hex(result.as_bytes()),
+            source: Source {
+                topic: "seed".into(),
+                partition: 0,
+                offset: 0,
+            },
+            result,
+        };
+        let written = self
+            .app
+            .store
+            .insert_verdicts(&[new])
+            .await
+            .expect("stored");
+        assert_eq!(written, [Written::Inserted]);
+    }
+}
+
+/// The model every face verdict here comes from.
+pub fn model() -> ModelIdentity {
+    ModelIdentity {
+        base_sha256: "b".into(),
+        mmproj_sha256: "m".into(),
+        adapter: None,
+    }
+}
+
+/// Face `index` of `common::two_faces()`, where it was pasted
+/// (`common::TWO_FACES_AT`), screened with `p_fake` (threshold 0.5), with
+/// an artifact description when fake.
+pub fn pasted_face(index: u32, p_fake: f32) -> FaceVerdict {
+    let (x, y, w, h) = common::TWO_FACES_AT[index as usize];
+    let label = Label::from_score(p_fake, 0.5);
+    let fake = label == Label::Fake;
+    FaceVerdict {
+        index,
+        bbox: BBox { x, y, w, h },
+        detector_score: 18.5,
+        crop: CropSquare {
+            x: x.saturating_sub(w * 15 / 100),
+            y: y.saturating_sub(h * 15 / 100),
+            side: w * 13 / 10,
+        },
+        label,
+        p_fake,
+        forgery_type: fake.then_some(ForgeryType::FaceSwap),
+        type_scores: TypeScores::from_array([0.7, 0.1, 0.1, 0.1]),
+        artifacts: if fake {
+            vec![Artifact {
+                region: "Jaw".into(),
+                text: format!("face {index}: the blending edge shows."),
+            }]
+        } else {
+            vec![]
+        },
+        explanation: fake.then(|| format!("1. Jaw: face {index}: the blending edge shows.")),
+    }
+}
+
+/// The verdict the worker makes of `common::two_faces()` with
+/// `faces.mode = "detect"`: face 0 real (0.2), face 1 fake (0.9), so the
+/// image's verdict is face 1's; one more face was too small.
+pub fn two_faces_verdict() -> Verdict {
+    image_verdict(
+        Uuid::new_v4(),
+        vec![pasted_face(0, 0.2), pasted_face(1, 0.9)],
+        FacesSkipped {
+            too_small: 1,
+            over_cap: 0,
+        },
+        FaceMode::Detect,
+        model(),
+        &[],
+    )
+}
+
+/// The verdict the worker makes of an image without a face.
+pub fn no_face_verdict() -> Verdict {
+    dfa::engine::analyze::no_face_verdict(Uuid::new_v4(), FacesSkipped::default(), model())
+}
+
+impl Harness {
     /// As `start_with`, on an engine of its own configuration (an adapter,
     /// longer answers...): `common::engine_config(..)` changed as needed.
     pub async fn start_on(
@@ -233,15 +332,9 @@ impl Harness {
             .await
             .expect("engine starts");
         let producer = dfa::worker::kafka::producer(&s.kafka).expect("producer");
-        let app = Arc::new(App::new(
-            s,
-            Prompts::embedded(),
-            store,
-            engine,
-            initial,
-            producer,
-        )
-        .expect("app"));
+        let app = Arc::new(
+            App::new(s, Prompts::embedded(), store, engine, initial, producer).expect("app"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

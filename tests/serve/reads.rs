@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use crate::harness::{Harness, Seed};
 
+/// Verdicts with faces and without one (issue 12).
+mod faces;
+
 /// Every seeded verdict's `now`: fixed, so buckets are known.
 pub fn t0() -> DateTime<Utc> {
     "2026-03-10T12:00:00Z".parse().unwrap()

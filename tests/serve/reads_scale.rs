@@ -129,15 +129,15 @@ async fn an_export_of_100_000_rows_streams_in_bounded_memory() {
     assert_eq!(
         records.next(),
         Some(
-            "request_id,created_at,tenant,label,p_fake,forgery_type,adapter_id,image_sha256,\
-             corrected,correction_label,correction_forgery_type,disagreement,explanation"
+            "request_id,created_at,tenant,status,label,p_fake,forgery_type,face_count,adapter_id,\
+             image_sha256,corrected,correction_label,correction_forgery_type,disagreement,explanation"
         )
     );
     // Row 1 is the newest (t0 - 1 s); its explanation holds a comma and
     // quotes, so it is quoted with the quotes doubled.
     let first = records.next().unwrap();
     assert!(
-        first.contains(",2026-03-10T11:59:59.000000Z,tenant-1,real,"),
+        first.contains(",2026-03-10T11:59:59.000000Z,tenant-1,analysed,real,"),
         "{first}"
     );
     assert!(

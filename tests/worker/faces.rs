@@ -37,7 +37,11 @@ fn request_for(id: Uuid, img: &image::RgbImage) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn detecting(env: &Env, backend: FakeBackend, reuse: bool) -> dfa::worker::process::Processor<FakeBackend> {
+async fn detecting(
+    env: &Env,
+    backend: FakeBackend,
+    reuse: bool,
+) -> dfa::worker::process::Processor<FakeBackend> {
     let mut s = settings(env, &env.dir.join("images"));
     s.faces.mode = FaceMode::Detect;
     s.faces.reuse_reposts = reuse;
@@ -58,15 +62,30 @@ async fn face_rows(env: &Env, id: Uuid) -> Vec<FaceRow> {
 fn assert_boxes_where_pasted(rows: &[FaceRow]) {
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (x, y, w, h) in common::TWO_FACES_AT {
-        let pasted = FaceBox { x, y, w, h, score: 0.0 };
+        let pasted = FaceBox {
+            x,
+            y,
+            w,
+            h,
+            score: 0.0,
+        };
         let near = rows
             .iter()
             .filter(|r| {
-                let b = FaceBox { x: r.1 as u32, y: r.2 as u32, w: r.3 as u32, h: r.4 as u32, score: 0.0 };
+                let b = FaceBox {
+                    x: r.1 as u32,
+                    y: r.2 as u32,
+                    w: r.3 as u32,
+                    h: r.4 as u32,
+                    score: 0.0,
+                };
                 b.iou(&pasted) >= 0.5
             })
             .count();
-        assert_eq!(near, 1, "one box over the face pasted at {pasted:?}: {rows:?}");
+        assert_eq!(
+            near, 1,
+            "one box over the face pasted at {pasted:?}: {rows:?}"
+        );
     }
 }
 
@@ -76,13 +95,19 @@ async fn every_face_is_stored_once_however_often_the_request_comes() {
     let p = detecting(&env, FakeBackend::scoring(0.8), true).await;
     let id = Uuid::new_v4();
     let payload = request_for(id, &common::two_faces());
-    assert_eq!(p.handle(&message(&env.requests, 0, payload.clone())).await, Outcome::Done);
+    assert_eq!(
+        p.handle(&message(&env.requests, 0, payload.clone())).await,
+        Outcome::Done
+    );
     assert_eq!(p.backend.calls(), 2, "one engine job per face");
     let rows = face_rows(&env, id).await;
     assert_boxes_where_pasted(&rows);
 
     // Redelivered: answered from what was stored, nothing added.
-    assert_eq!(p.handle(&message(&env.requests, 1, payload)).await, Outcome::Duplicate);
+    assert_eq!(
+        p.handle(&message(&env.requests, 1, payload)).await,
+        Outcome::Duplicate
+    );
     assert_eq!(face_rows(&env, id).await, rows);
     assert_eq!(p.backend.calls(), 2);
 
@@ -91,7 +116,10 @@ async fn every_face_is_stored_once_however_often_the_request_comes() {
     let results = env.read_topic(&env.results, 2, LONG).await;
     let published: Value = serde_json::from_slice(&results[0].payload).unwrap();
     assert_eq!(published["verdict"]["face_count"], 2);
-    assert_eq!(published["verdict"]["faces"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        published["verdict"]["faces"].as_array().map(Vec::len),
+        Some(2)
+    );
     let verdict: dfa::domain::Verdict =
         serde_json::from_value(published["verdict"].clone()).expect("a verdict");
     let again = NewVerdict {
@@ -102,11 +130,22 @@ async fn every_face_is_stored_once_however_often_the_request_comes() {
         image_bytes: 1,
         image_source: "inline".into(),
         request_sha256: "0".repeat(64),
-        source: dfa::store::Source { topic: env.requests.clone(), partition: 0, offset: 9 },
+        source: dfa::store::Source {
+            topic: env.requests.clone(),
+            partition: 0,
+            offset: 9,
+        },
         result: "{}".into(),
     };
     let retry = RetryPolicy::new(Duration::from_millis(10), Duration::from_millis(50));
-    let written = persist_batch(&p.store, &Metrics::new(), vec![again], &retry, &CancellationToken::new()).await;
+    let written = persist_batch(
+        &p.store,
+        &Metrics::new(),
+        vec![again],
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(written.len(), 1);
     assert_eq!(face_rows(&env, id).await, rows);
     assert_eq!(env.count("SELECT count(*) FROM faces").await, 2);
@@ -117,17 +156,25 @@ async fn an_upload_without_a_face_is_stored_as_no_face() {
     let env = Env::new("faces_none").await;
     let p = detecting(&env, FakeBackend::scoring(0.8), true).await;
     let id = Uuid::new_v4();
-    let page = image::RgbImage::from_pixel(800, 1000, image::Rgb([252, 252, 250]));
-    assert_eq!(p.handle(&message(&env.requests, 0, request_for(id, &page))).await, Outcome::Done);
+    let page = common::text_page();
+    assert_eq!(
+        p.handle(&message(&env.requests, 0, request_for(id, &page)))
+            .await,
+        Outcome::Done
+    );
     assert_eq!(p.backend.calls(), 0, "nothing to screen");
-    let (status, p_fake, label, count): (String, Option<f32>, Option<String>, Option<i32>) = sqlx::query_as(
-        "SELECT status, p_fake, label, face_count FROM verdicts WHERE request_id = $1",
-    )
-    .bind(id)
-    .fetch_one(&env.pool)
-    .await
-    .expect("stored");
-    assert_eq!((status.as_str(), p_fake, label, count), ("no_face", None, None, Some(0)));
+    let (status, p_fake, label, count): (String, Option<f32>, Option<String>, Option<i32>) =
+        sqlx::query_as(
+            "SELECT status, p_fake, label, face_count FROM verdicts WHERE request_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&env.pool)
+        .await
+        .expect("stored");
+    assert_eq!(
+        (status.as_str(), p_fake, label, count),
+        ("no_face", None, None, Some(0))
+    );
     let results = env.read_topic(&env.results, 1, LONG).await;
     let published: Value = serde_json::from_slice(&results[0].payload).unwrap();
     assert_eq!(published["verdict"]["status"], "no_face");
@@ -140,9 +187,17 @@ async fn a_repost_reuses_the_stored_analysis_unless_turned_off() {
     let p = detecting(&env, FakeBackend::scoring(0.7), true).await;
     let picture = common::two_faces();
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(p.handle(&message(&env.requests, 0, request_for(first, &picture))).await, Outcome::Done);
+    assert_eq!(
+        p.handle(&message(&env.requests, 0, request_for(first, &picture)))
+            .await,
+        Outcome::Done
+    );
     assert_eq!(p.backend.calls(), 2);
-    assert_eq!(p.handle(&message(&env.requests, 1, request_for(second, &picture))).await, Outcome::Done);
+    assert_eq!(
+        p.handle(&message(&env.requests, 1, request_for(second, &picture)))
+            .await,
+        Outcome::Done
+    );
     assert_eq!(p.backend.calls(), 2, "the repost never reached the model");
     let (reused_from,): (Option<Uuid>,) =
         sqlx::query_as("SELECT reused_from FROM verdicts WHERE request_id = $1")
@@ -163,6 +218,10 @@ async fn a_repost_reuses_the_stored_analysis_unless_turned_off() {
     // With reuse turned off, the same bytes are analysed again.
     let off = detecting(&env, FakeBackend::scoring(0.7), false).await;
     let third = Uuid::new_v4();
-    assert_eq!(off.handle(&message(&env.requests, 2, request_for(third, &picture))).await, Outcome::Done);
+    assert_eq!(
+        off.handle(&message(&env.requests, 2, request_for(third, &picture)))
+            .await,
+        Outcome::Done
+    );
     assert_eq!(off.backend.calls(), 2, "both faces analysed again");
 }

@@ -3,7 +3,7 @@
 //! Each benchmark prints its results and writes them into its own section of
 //! docs/BENCHMARKS.md. This file holds the arguments and the dispatch:
 //! `engine` by default, `worker` with `--worker`, `train` with `--train`,
-//! `serve` with `--serve`.
+//! `serve` with `--serve`, `faces` with `--faces`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +18,7 @@ use crate::model::tiny::{generate, GeneratedModel, ModelShape};
 mod bare;
 mod engine;
 mod estimate;
+mod faces;
 mod pictures;
 mod report;
 mod scratch;
@@ -52,6 +53,10 @@ pub struct BenchArgs {
     /// generated verdicts (needs scripts/dev-up).
     #[arg(long)]
     serve: bool,
+    /// Benchmark face detection (512², 1024², 4000²) and its share of a
+    /// screening on the bench-size model instead; `--images` repetitions.
+    #[arg(long)]
+    faces: bool,
     /// Verdicts generated for `--serve`.
     #[arg(long, default_value_t = 1_000_000)]
     verdict_rows: u64,
@@ -78,6 +83,9 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
     }
     if args.serve {
         return serve_queries::run(&settings, config, &args).await;
+    }
+    if args.faces {
+        return faces::run(&settings, config, &args).await;
     }
     engine::run(&settings, config, &args).await
 }

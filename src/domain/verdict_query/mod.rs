@@ -15,7 +15,7 @@ pub use queue::{Flagging, QueueClass, QueueKey};
 
 use chrono::{DateTime, Utc};
 
-use super::{ForgeryType, Label};
+use super::{ForgeryType, Label, VerdictStatus};
 
 /// Bins of the p_fake histogram: `[i/10, (i+1)/10)`, the last one closed.
 pub const P_FAKE_BINS: u32 = 10;
@@ -30,8 +30,10 @@ pub struct VerdictFilter {
     pub until: Option<DateTime<Utc>>,
     pub label: Option<Label>,
     pub forgery_type: Option<ForgeryType>,
+    /// `analysed` or `no_face` (no face found: no label, no p_fake).
+    pub status: Option<VerdictStatus>,
     pub tenant: Option<String>,
-    /// `p_fake >= min_p_fake`
+    /// `p_fake >= min_p_fake` (a `no_face` verdict has none: never matches)
     pub min_p_fake: Option<f32>,
     /// `p_fake <= max_p_fake`
     pub max_p_fake: Option<f32>,
@@ -62,13 +64,16 @@ impl VerdictFilter {
 
 /// Whether a correction contradicts a verdict: another label, or, both
 /// saying fake, another forgery type named by the correction (one without a
-/// type leaves the verdict's type standing). The SQL of the store and the
-/// views of migration 0005 say the same.
+/// type leaves the verdict's type standing). A `no_face` verdict (no label)
+/// claimed nothing and is contradicted by nothing. The SQL of the store
+/// says the same (the views of migration 0005 predate `no_face`).
 pub fn contradicts(
-    verdict: (Label, Option<ForgeryType>),
+    verdict: (Option<Label>, Option<ForgeryType>),
     correction: (Label, Option<ForgeryType>),
 ) -> bool {
-    verdict.0 != correction.0 || correction.1.is_some_and(|t| verdict.1 != Some(t))
+    verdict.0.is_some_and(|label| {
+        label != correction.0 || correction.1.is_some_and(|t| verdict.1 != Some(t))
+    })
 }
 
 #[cfg(test)]
@@ -92,15 +97,21 @@ mod tests {
     fn another_label_or_named_type_contradicts() {
         use ForgeryType::*;
         use Label::*;
-        assert!(contradicts((Fake, Some(FaceSwap)), (Real, None)));
-        assert!(contradicts((Real, None), (Fake, None)));
+        assert!(contradicts((Some(Fake), Some(FaceSwap)), (Real, None)));
+        assert!(contradicts((Some(Real), None), (Fake, None)));
         assert!(contradicts(
-            (Fake, Some(FaceSwap)),
+            (Some(Fake), Some(FaceSwap)),
             (Fake, Some(FaceEditing))
         ));
-        assert!(contradicts((Fake, None), (Fake, Some(FaceEditing))));
-        assert!(!contradicts((Fake, Some(FaceSwap)), (Fake, Some(FaceSwap))));
-        assert!(!contradicts((Fake, Some(FaceSwap)), (Fake, None)));
-        assert!(!contradicts((Real, None), (Real, None)));
+        assert!(contradicts((Some(Fake), None), (Fake, Some(FaceEditing))));
+        assert!(!contradicts(
+            (Some(Fake), Some(FaceSwap)),
+            (Fake, Some(FaceSwap))
+        ));
+        assert!(!contradicts((Some(Fake), Some(FaceSwap)), (Fake, None)));
+        assert!(!contradicts((Some(Real), None), (Real, None)));
+        // No face found: nothing to contradict, whatever the reviewer says.
+        assert!(!contradicts((None, None), (Fake, Some(FaceEditing))));
+        assert!(!contradicts((None, None), (Real, None)));
     }
 }

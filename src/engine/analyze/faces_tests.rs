@@ -101,7 +101,11 @@ async fn each_face_is_its_own_job_and_the_darker_one_speaks_for_the_image() {
     assert!(jobs.iter().all(|(w, h, _)| (*w, *h) == (336, 336)));
     assert_eq!(v.status, VerdictStatus::Analysed);
     assert_eq!((v.face_mode, v.face_count), (FaceMode::Detect, Some(2)));
-    let right = v.faces.iter().find(|f| f.bbox.x > 1000).expect("right face");
+    let right = v
+        .faces
+        .iter()
+        .find(|f| f.bbox.x > 1000)
+        .expect("right face");
     let left = v.faces.iter().find(|f| f.bbox.x < 1000).expect("left face");
     assert!(right.p_fake > left.p_fake, "{right:?} vs {left:?}");
     assert_eq!(v.primary_face, Some(right.index));
@@ -168,7 +172,11 @@ async fn a_reused_analysis_runs_no_screening_and_says_where_it_came_from() {
         .unwrap();
     let jobs = backend.0.lock().unwrap().clone();
     assert_eq!(jobs.len(), 3, "two faces screened once, then the question");
-    assert_eq!(jobs[2].2, first.p_fake.unwrap(), "asked of the darker face's crop");
+    assert_eq!(
+        jobs[2].2,
+        first.p_fake.unwrap(),
+        "asked of the darker face's crop"
+    );
     assert_eq!(again.reused_from, Some(prior.request_id));
     assert_eq!(again.faces, first.faces);
     assert_eq!(again.answers.len(), 1);
@@ -180,13 +188,26 @@ async fn faces_beyond_the_cap_never_reach_the_engine() {
     let face = sample("astronaut-face.jpg");
     let mut canvas = RgbImage::from_pixel(1600, 1000, image::Rgb([200, 205, 210]));
     for i in 0..12u32 {
-        imageops::overlay(&mut canvas, &face, i64::from(i % 6 * 260 + 10), i64::from(i / 6 * 480 + 20));
+        imageops::overlay(
+            &mut canvas,
+            &face,
+            i64::from(i % 6 * 260 + 10),
+            i64::from(i / 6 * 480 + 20),
+        );
     }
     let backend = Darkness::default();
     let v = analyse(&backend, FaceMode::Detect, &canvas).await;
-    let cap = crate::settings::Settings::embedded().unwrap().faces.max_per_image;
+    let cap = crate::settings::Settings::embedded()
+        .unwrap()
+        .faces
+        .max_per_image;
     assert_eq!(cap, 8);
-    assert_eq!(backend.0.lock().unwrap().len(), cap, "{:?}", v.faces_skipped);
+    assert_eq!(
+        backend.0.lock().unwrap().len(),
+        cap,
+        "{:?}",
+        v.faces_skipped
+    );
     assert_eq!(v.face_count, Some(cap as u32));
     assert_eq!(v.faces.len() + v.faces_skipped.over_cap as usize, 12);
 }

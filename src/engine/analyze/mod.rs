@@ -19,10 +19,10 @@ use std::time::Instant;
 use futures::future::try_join_all;
 use uuid::Uuid;
 
+use assemble::clean_answers;
 pub use assemble::{
     assemble_verdict, face_verdict, image_verdict, no_face_verdict, reused_verdict,
 };
-use assemble::clean_answers;
 
 use crate::domain::dialogue::{history, Screened};
 use crate::domain::{FaceMode, Verdict};
@@ -267,6 +267,6 @@ fn add_answers(verdict: &mut Verdict, answered: Analysis, decode_ms: f64) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod faces_tests;
+#[cfg(test)]
+pub(crate) mod tests;

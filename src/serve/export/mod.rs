@@ -59,14 +59,17 @@ pub struct ExportParams {
     pub format: Option<Format>,
 }
 
-/// The CSV columns, in order; empty fields are nulls.
-pub const CSV_COLUMNS: [&str; 13] = [
+/// The CSV columns, in order; empty fields are nulls (a `no_face`
+/// verdict's label and p_fake, a `face_count` made without detection).
+pub const CSV_COLUMNS: [&str; 15] = [
     "request_id",
     "created_at",
     "tenant",
+    "status",
     "label",
     "p_fake",
     "forgery_type",
+    "face_count",
     "adapter_id",
     "image_sha256",
     "corrected",
@@ -115,9 +118,11 @@ impl Format {
                     item.request_id.to_string(),
                     item.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
                     opt(&item.tenant),
-                    item.label.clone(),
-                    item.p_fake.to_string(),
+                    item.status.clone(),
+                    opt(&item.label),
+                    item.p_fake.map(|p| p.to_string()).unwrap_or_default(),
                     opt(&item.forgery_type),
+                    item.face_count.map(|n| n.to_string()).unwrap_or_default(),
                     opt(&item.adapter_id),
                     item.image_sha256.clone(),
                     item.corrected.to_string(),

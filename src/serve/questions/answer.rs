@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Asked;
+use super::{About, Asked};
 use crate::engine::{Analysis, AnalysisRequest, Backend, EngineError};
 use crate::serve::error::ApiError;
 use crate::serve::state::App;
@@ -27,6 +27,9 @@ pub struct FollowUpAnswer {
     /// The question's turn in the verdict's conversation; the answer is
     /// `turn + 1`.
     pub turn: i32,
+    /// The face the answer is about (its index in the verdict's `faces`);
+    /// null: the whole image (a verdict without faces).
+    pub face: Option<u32>,
     pub question: String,
     pub answer: String,
     /// Who asked: the token's name.
@@ -80,11 +83,15 @@ pub(super) async fn respond(app: &App, asked: Asked) -> Result<Json<FollowUpAnsw
         request_id,
         question,
         author,
+        about,
         next_turn,
         request,
     } = asked;
     let done = match run(app, request, &mut Nobody).await {
-        Ok(answered) => persist(app, request_id, (&question, &author, next_turn), answered).await,
+        Ok(answered) => {
+            let asked = (&*question, &*author, about, next_turn);
+            persist(app, request_id, asked, answered).await
+        }
         Err(Stop::Failed(e)) => Err(e),
         // `Nobody` never goes.
         Err(Stop::Gone) => Err(ApiError::internal(anyhow::anyhow!("follow-up abandoned"))),
@@ -196,13 +203,14 @@ fn engine_error(e: EngineError) -> ApiError {
 }
 
 /// Appends the question and its answer to the conversation (one
-/// transaction: both turns or neither) at `next_turn`, and records the
-/// timings. A follow-up stored meanwhile on the same verdict (which this
-/// answer never saw) makes it a 409: asked again, it sees that one.
+/// transaction: both turns or neither, about the face asked about) at
+/// `next_turn`, and records the timings. A follow-up stored meanwhile on the
+/// same verdict (which this answer may not have seen) makes it a 409: asked
+/// again, it sees that one.
 pub(super) async fn persist(
     app: &App,
     request_id: Uuid,
-    (question, author, next_turn): (&str, &str, i32),
+    (question, author, about, next_turn): (&str, &str, About, i32),
     answered: Answered,
 ) -> Result<FollowUpAnswer, ApiError> {
     let Answered {
@@ -219,8 +227,9 @@ pub(super) async fn persist(
     let adapter = analysis.model.adapter.map(|a| a.id);
     let turn = app
         .store
-        .append_follow_up(
+        .append_follow_up_about(
             request_id,
+            about.stored,
             &FollowUp {
                 author,
                 question,
@@ -253,6 +262,7 @@ pub(super) async fn persist(
     Ok(FollowUpAnswer {
         request_id,
         turn,
+        face: about.face,
         question: question.to_string(),
         answer,
         author: author.to_string(),

@@ -1,16 +1,20 @@
 //! `POST /api/verdicts/{request_id}/questions`: a reviewer's follow-up on a
-//! stored verdict. The model sees the conversation as DFA-GPT holds it (the
-//! image, the verdict's own turns, every earlier follow-up, then the new
-//! question); the answer is persisted with the asker's name once complete.
-//! JSON by default; `Accept: text/event-stream` streams it (SSE).
+//! stored verdict, about one of its faces (by default the most suspicious
+//! one) or its whole image. The model sees the conversation as DFA-GPT holds
+//! it (the face's crop, its own screening turns, every earlier follow-up
+//! about it, then the new question); the answer is persisted with the
+//! asker's name and the face once complete. JSON by default;
+//! `Accept: text/event-stream` streams it (SSE).
 //!
-//! - here: the checks, in order (401, 403, 400, 404, 429, 409), and the
-//!   conversation to continue (`Asked`)
+//! - here: the checks, in order (401, 403, 400, 404, 400 `face`, 429, 409),
+//!   and the follow-up ready to run (`Asked`)
+//! - `subject`: which face, and the conversation to continue
 //! - `answer`: running it in the engine, persisting it, the JSON answer
 //! - `stream`: the same answer as server-sent events
 
 mod answer;
 mod stream;
+pub mod subject;
 
 use std::sync::Arc;
 
@@ -32,10 +36,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::parse_json;
 use super::state::App;
 use crate::domain::access::Permission;
-use crate::domain::dialogue::{conversation_key, history, Screened};
-use crate::engine::{AnalysisRequest, Tasks};
-use crate::intake::DecodedImage;
-use crate::store::turns_of;
+use crate::engine::AnalysisRequest;
+use subject::{continuation, subject, Continuation};
 
 pub fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new().routes(routes!(ask_question))
@@ -49,6 +51,11 @@ pub struct QuestionBody {
     #[serde(default)]
     #[schema(required = true)]
     pub question: String,
+    /// The face asked about (its `index` in the verdict's `faces`). Left
+    /// out or null: the most suspicious face (`primary_face`), or the whole
+    /// image for a verdict without faces.
+    #[serde(default)]
+    pub face: Option<u32>,
 }
 
 /// A follow-up ready to run: every check passed, the image decoded.
@@ -56,10 +63,20 @@ pub(super) struct Asked {
     request_id: Uuid,
     question: String,
     author: String,
+    about: About,
     /// The turn the question takes if the conversation does not move on
     /// while the answer is generated.
     next_turn: i32,
     request: AnalysisRequest,
+}
+
+/// The face a follow-up is about, as answered and as stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct About {
+    /// The face's index; None: the whole image.
+    face: Option<u32>,
+    /// Its `face_index` (None: the verdict's own subject).
+    stored: Option<u32>,
 }
 
 /// Asks a follow-up question about a verdict; the answer is persisted in
@@ -76,7 +93,7 @@ pub(super) struct Asked {
         (status = 200, description = "the answer, persisted", content(
             (FollowUpAnswer = "application/json"),
             (String = "text/event-stream"))),
-        (status = 400, body = ErrorBody, description = "blank or over-long question (field `question`)"),
+        (status = 400, body = ErrorBody, description = "blank or over-long question (field `question`); a face the verdict does not have (field `face`)"),
         (status = 404, body = ErrorBody, description = "no such verdict (or another tenant's)"),
         (status = 409, body = ErrorBody, description = "the verdict's image is gone from the image store"),
         (status = 429, body = ErrorBody, description = "over `serve.questions_per_minute`; see Retry-After"),
@@ -90,8 +107,8 @@ async fn ask_question(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Ask)?;
-    let question = question_of(&body, app.settings.serve.max_question_chars)?;
-    let asked = prepare(&app, &caller, &request_id, question).await?;
+    let (question, face) = question_of(&body, app.settings.serve.max_question_chars)?;
+    let asked = prepare(&app, &caller, &request_id, question, face).await?;
     if wants_stream(&headers) {
         Ok(stream::respond(app, asked))
     } else {
@@ -99,8 +116,8 @@ async fn ask_question(
     }
 }
 
-/// The question, trimmed, or a 400 naming `question`.
-fn question_of(body: &[u8], max_chars: usize) -> Result<String, ApiError> {
+/// The question, trimmed, or a 400 naming `question`; and the face named.
+fn question_of(body: &[u8], max_chars: usize) -> Result<(String, Option<u32>), ApiError> {
     let body: QuestionBody = parse_json(body)?;
     let question = body.question.trim();
     if question.is_empty() {
@@ -113,37 +130,34 @@ fn question_of(body: &[u8], max_chars: usize) -> Result<String, ApiError> {
             format!("{chars} characters; at most {max_chars} (serve.max_question_chars)"),
         ));
     }
-    Ok(question.to_string())
+    Ok((question.to_string(), body.face))
 }
 
 /// The verdict the caller may see (404 otherwise, a malformed id included),
-/// within the caller's rate, with its conversation so far and its image.
+/// the face named on it (400 `face`), within the caller's rate, with its
+/// conversation so far and its image.
 async fn prepare(
     app: &App,
     caller: &Caller,
     request_id: &str,
     question: String,
+    face: Option<u32>,
 ) -> Result<Asked, ApiError> {
     let (request_id, basis) = caller.visible_verdict(app, request_id).await?;
+    let subject = subject(app, request_id, &basis, face).await?;
     check_rate(app, caller)?;
-    let records = app.store.conversation(request_id).await?;
-    let screened = Screened {
-        label: basis.label,
-        forgery_type: basis.forgery_type,
-        explanation: basis.explanation.as_deref(),
-    };
-    let history = history(&app.prompts, &screened, &turns_of(&records));
-    let image = stored_image(app, &basis.image_sha256).await?;
-    let tasks = Tasks {
-        image_key: Some(conversation_key(request_id)),
-        ..Tasks::follow_up(history, question.clone())
-    };
+    let Continuation { next_turn, request } =
+        continuation(app, request_id, &basis, &subject, question.clone()).await?;
     Ok(Asked {
         request_id,
         question,
         author: caller.name().to_string(),
-        next_turn: records.last().map_or(0, |r| r.turn + 1),
-        request: AnalysisRequest { image, tasks },
+        about: About {
+            face: subject.index(),
+            stored: subject.stored_index(),
+        },
+        next_turn,
+        request,
     })
 }
 
@@ -155,28 +169,6 @@ fn check_rate(app: &App, caller: &Caller) -> Result<(), ApiError> {
         .map_err(|not_until| ApiError::TooManyRequests {
             retry_after: not_until.wait_time_from(limit.clock().now()),
         })
-}
-
-/// The verdict's image from the image store, decoded within the budget; a
-/// 409 when retention has removed it.
-async fn stored_image(app: &App, sha256: &str) -> Result<DecodedImage, ApiError> {
-    let (images, key) = (app.images.clone(), sha256.to_string());
-    let read = tokio::task::spawn_blocking(move || images.get(&key))
-        .await
-        .map_err(ApiError::internal)?;
-    let bytes = match read {
-        Ok(bytes) => bytes,
-        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::Conflict(format!(
-                "the image of this verdict is no longer in the image store (images unused for \
-                 image_store.retain_days = {} days are deleted); follow-up questions need the image",
-                app.settings.image_store.retain_days
-            )))
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let (image, _) = app.intake.decode(Arc::new(bytes)).await;
-    image.map_err(|e| ApiError::Conflict(format!("the stored image cannot be decoded: {e}")))
 }
 
 /// Whether the client asked for server-sent events.
@@ -209,11 +201,11 @@ mod tests {
     fn a_question_is_trimmed_and_bounded_in_characters() {
         assert_eq!(
             question_of(br#"{"question": " Why? "}"#, 4).unwrap(),
-            "Why?"
+            ("Why?".to_string(), None)
         );
         assert_eq!(
             question_of("{\"question\": \"ééé\"}".as_bytes(), 3).unwrap(),
-            "ééé"
+            ("ééé".to_string(), None)
         );
         for bad in [
             r#"{"question": "  "}"#,
@@ -231,6 +223,26 @@ mod tests {
             "question"
         );
         assert_eq!(field(question_of(br#"{"q": "x"}"#, 4).unwrap_err()), "q");
+    }
+
+    #[test]
+    fn a_face_is_named_by_its_index() {
+        assert_eq!(
+            question_of(br#"{"question": "Why?", "face": 1}"#, 9).unwrap(),
+            ("Why?".to_string(), Some(1))
+        );
+        assert_eq!(
+            question_of(br#"{"question": "Why?", "face": null}"#, 9).unwrap(),
+            ("Why?".to_string(), None)
+        );
+        for bad in [r#"-1"#, r#""1""#, r#"1.5"#, r#"4294967296"#] {
+            let body = format!(r#"{{"question": "Why?", "face": {bad}}}"#);
+            assert_eq!(
+                field(question_of(body.as_bytes(), 9).unwrap_err()),
+                "face",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

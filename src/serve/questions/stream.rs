@@ -70,6 +70,7 @@ async fn answer_as_events(app: Arc<App>, asked: Asked, events: Events) {
         request_id,
         question,
         author,
+        about,
         next_turn,
         request,
     } = asked;
@@ -80,7 +81,8 @@ async fn answer_as_events(app: Arc<App>, asked: Asked, events: Events) {
         Ok(_) if client.0.is_closed() => None,
         Err(Stop::Failed(e)) => Some(Err(e)),
         Ok(answered) => {
-            Some(answer::persist(&app, request_id, (&question, &author, next_turn), answered).await)
+            let asked = (&*question, &*author, about, next_turn);
+            Some(answer::persist(&app, request_id, asked, answered).await)
         }
     };
     let event = match persisted {

@@ -1,6 +1,6 @@
 //! `GET /api/verdicts/{request_id}`: one verdict, where its image is, its
-//! conversation (the verdict's own turns, then the stored ones) and its
-//! corrections.
+//! faces (boxes and per-face verdicts), its conversation (the verdict's own
+//! turns, then the stored ones) and its corrections.
 
 use std::sync::Arc;
 
@@ -18,19 +18,25 @@ use super::super::extract::verdict_id;
 use super::super::state::App;
 use crate::domain::access::Permission;
 use crate::domain::dialogue::{verdict_turns, Screened};
+use crate::domain::FaceVerdict;
 use crate::store::{CorrectionRecord, TurnRecord, VerdictDetail};
+
+use super::faces::{FaceView, FacesSkippedView};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerdictView {
     pub request_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub tenant: Option<String>,
-    /// `real` or `fake`.
-    pub label: String,
-    pub p_fake: f32,
+    /// `analysed`, or `no_face`: face detection found no face, so nothing
+    /// was screened (label, p_fake and type_scores are null).
+    pub status: String,
+    /// `real` or `fake`: the primary face's (or the whole image's).
+    pub label: Option<String>,
+    pub p_fake: Option<f32>,
     pub forgery_type: Option<String>,
-    #[schema(value_type = Object)]
-    pub type_scores: Value,
+    #[schema(value_type = Option<Object>)]
+    pub type_scores: Option<Value>,
     #[schema(value_type = Vec<Object>)]
     pub artifacts: Value,
     pub explanation: Option<String>,
@@ -45,6 +51,21 @@ pub struct VerdictView {
     /// The request's metadata, as sent.
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// How faces were found: `detect`, `whole_image` (no face: the whole
+    /// image was analysed) or `off` (the image was analysed whole).
+    pub face_mode: String,
+    /// Faces analysed; null with `off`.
+    pub face_count: Option<u32>,
+    /// The `index` of the face whose verdict the image carries (the most
+    /// suspicious); null when no face was analysed.
+    pub primary_face: Option<u32>,
+    /// Every face analysed, largest first.
+    pub faces: Vec<FaceView>,
+    /// Faces found but not analysed.
+    pub faces_skipped: FacesSkippedView,
+    /// Set when the same image bytes had been analysed by the same model
+    /// and that analysis was reused: the verdict it came from.
+    pub reused_from: Option<Uuid>,
     pub image: ImageRef,
     pub conversation: Vec<TurnView>,
     /// One per reviewer, oldest first: the last is the standing one.
@@ -75,6 +96,8 @@ pub struct TurnView {
     /// True for the verdict's own turns (detection, classification,
     /// artifact description), told from the verdict rather than stored.
     pub screening: bool,
+    /// The face the turn is about (`faces[].index`); null: the whole image.
+    pub face: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,9 +144,12 @@ pub(crate) async fn load(
         .await?
         .filter(|v| caller.sees(v.tenant.as_deref()))
         .ok_or(ApiError::NotFound("verdict"))?;
-    let (stored, corrections) =
-        tokio::try_join!(app.store.conversation(id), app.store.corrections_of(id))?;
-    Ok(view(app, v, &stored, corrections))
+    let (stored, corrections, faces) = tokio::try_join!(
+        app.store.conversation(id),
+        app.store.corrections_of(id),
+        app.store.faces(id)
+    )?;
+    Ok(view(app, v, &stored, corrections, faces))
 }
 
 fn view(
@@ -131,14 +157,20 @@ fn view(
     v: VerdictDetail,
     stored: &[TurnRecord],
     corrections: Vec<CorrectionRecord>,
+    faces: Vec<FaceVerdict>,
 ) -> VerdictView {
-    let screened = Screened {
-        label: v.label,
+    // A `no_face` verdict screened nothing: it has no turns of its own.
+    let screened = v.label.map(|label| Screened {
+        label,
         forgery_type: v.forgery_type,
         explanation: v.explanation.as_deref(),
-    };
+    });
+    let own_turns = screened
+        .map(|s| verdict_turns(&app.prompts, &s))
+        .unwrap_or_default();
+    let primary_face = v.primary_face.and_then(|i| u32::try_from(i).ok());
     let mut conversation = Vec::new();
-    for t in verdict_turns(&app.prompts, &screened) {
+    for t in own_turns {
         for (role, text, adapter) in [
             ("user", t.question, None),
             ("assistant", t.answer, v.adapter_id.clone()),
@@ -150,6 +182,7 @@ fn view(
                 adapter,
                 time: v.created_at,
                 screening: true,
+                face: primary_face,
             });
         }
     }
@@ -160,6 +193,7 @@ fn view(
         adapter: r.adapter_id.clone(),
         time: r.created_at,
         screening: false,
+        face: r.face(primary_face),
     }));
     VerdictView {
         image: ImageRef {
@@ -182,7 +216,8 @@ fn view(
         request_id: v.request_id,
         created_at: v.created_at,
         tenant: v.tenant,
-        label: v.label.as_str().into(),
+        status: v.status,
+        label: v.label.map(|l| l.as_str().into()),
         p_fake: v.p_fake,
         forgery_type: v.forgery_type.map(|t| t.as_str().into()),
         type_scores: v.type_scores,
@@ -195,5 +230,15 @@ fn view(
         mmproj_sha256: v.mmproj_sha256,
         processing_ms: v.processing_ms,
         metadata: v.metadata,
+        face_mode: v.face_mode,
+        // The columns' checks keep these non-negative.
+        face_count: v.face_count.and_then(|n| u32::try_from(n).ok()),
+        primary_face,
+        faces: faces
+            .into_iter()
+            .map(|f| FaceView::of(f, primary_face))
+            .collect(),
+        faces_skipped: FacesSkippedView::of(&v.faces_skipped),
+        reused_from: v.reused_from,
     }
 }

@@ -4,6 +4,7 @@
 //! token with a tenant sees only that tenant's verdicts.
 
 mod detail;
+mod faces;
 mod image;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::store::VerdictRow;
 
 pub(crate) use detail::load as load_verdict;
 pub use detail::VerdictView;
+pub use faces::{FaceView, FacesSkippedView};
 
 pub fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
@@ -40,11 +42,17 @@ pub struct VerdictItem {
     pub request_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub tenant: Option<String>,
-    /// `real` or `fake`.
-    pub label: String,
-    pub p_fake: f32,
+    /// `analysed`, or `no_face`: face detection found no face, so nothing
+    /// was screened and `label` and `p_fake` are null.
+    pub status: String,
+    /// `real` or `fake` (the most suspicious face's); null for `no_face`.
+    pub label: Option<String>,
+    pub p_fake: Option<f32>,
     /// The forgery type of a fake, when the model named one.
     pub forgery_type: Option<String>,
+    /// Faces analysed; null when the verdict was made without face
+    /// detection (`faces.mode = "off"`).
+    pub face_count: Option<u32>,
     /// The adapter that made it (none: the base model).
     pub adapter_id: Option<String>,
     pub image_sha256: String,
@@ -64,9 +72,12 @@ impl From<VerdictRow> for VerdictItem {
             request_id: r.request_id,
             created_at: r.created_at,
             tenant: r.tenant,
-            label: r.label.as_str().to_string(),
+            status: r.status,
+            label: r.label.map(|l| l.as_str().to_string()),
             p_fake: r.p_fake,
             forgery_type: r.forgery_type.map(|t| t.as_str().to_string()),
+            // The column's check keeps it non-negative.
+            face_count: r.face_count.and_then(|n| u32::try_from(n).ok()),
             adapter_id: r.adapter_id,
             image_sha256: r.image_sha256,
             explanation: r.explanation,
@@ -122,4 +133,43 @@ async fn list_verdicts(
         items: rows.into_iter().map(VerdictItem::from).collect(),
         next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_faces_and_status_are_documented() {
+        let (_, doc) = super::routes().split_for_parts();
+        let doc = serde_json::to_value(doc).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let view = &schemas["VerdictView"]["properties"];
+        for field in [
+            "status",
+            "face_mode",
+            "face_count",
+            "primary_face",
+            "faces",
+            "faces_skipped",
+            "reused_from",
+        ] {
+            assert!(view[field].is_object(), "VerdictView.{field}: {view}");
+        }
+        let face = &schemas["FaceView"]["properties"];
+        for field in [
+            "index",
+            "primary",
+            "bbox",
+            "crop",
+            "label",
+            "p_fake",
+            "artifacts",
+        ] {
+            assert!(face[field].is_object(), "FaceView.{field}: {face}");
+        }
+        assert!(schemas["FaceBoxView"]["properties"]["w"].is_object());
+        let item = &schemas["VerdictItem"]["properties"];
+        assert!(item["status"].is_object() && item["face_count"].is_object());
+        let params = doc["paths"]["/api/verdicts"]["get"]["parameters"].to_string();
+        assert!(params.contains("\"status\""), "{params}");
+    }
 }

@@ -14,10 +14,13 @@ pub struct VerdictDetail {
     pub request_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub tenant: Option<String>,
-    pub label: Label,
-    pub p_fake: f32,
+    /// `analysed` or `no_face` (`domain::VerdictStatus`).
+    pub status: String,
+    /// None (with p_fake and type_scores) only for `no_face`.
+    pub label: Option<Label>,
+    pub p_fake: Option<f32>,
     pub forgery_type: Option<ForgeryType>,
-    pub type_scores: Value,
+    pub type_scores: Option<Value>,
     pub artifacts: Value,
     pub explanation: Option<String>,
     pub answers: Value,
@@ -29,6 +32,15 @@ pub struct VerdictDetail {
     pub adapter_sha256: Option<String>,
     pub processing_ms: f64,
     pub metadata: Value,
+    /// `detect`, `whole_image` or `off` (`domain::FaceMode`).
+    pub face_mode: String,
+    pub face_count: Option<i32>,
+    /// The face the verdict carries (`faces.face_index`).
+    pub primary_face: Option<i16>,
+    /// `{"too_small": n, "over_cap": n}`.
+    pub faces_skipped: Value,
+    /// The verdict whose analysis of the same bytes this one reused.
+    pub reused_from: Option<Uuid>,
 }
 
 /// A reviewer's standing correction of a verdict.
@@ -48,9 +60,10 @@ impl Store {
         request_id: Uuid,
     ) -> Result<Option<VerdictDetail>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT request_id, created_at, tenant, label, p_fake, forgery_type, type_scores, artifacts, \
-                    explanation, answers, image_sha256, image_source, base_model_sha256, mmproj_sha256, \
-                    adapter_id, adapter_sha256, processing_ms, metadata \
+            "SELECT request_id, created_at, tenant, status, label, p_fake, forgery_type, type_scores, \
+                    artifacts, explanation, answers, image_sha256, image_source, base_model_sha256, \
+                    mmproj_sha256, adapter_id, adapter_sha256, processing_ms, metadata, face_mode, \
+                    face_count, primary_face, faces_skipped, reused_from \
              FROM verdicts WHERE request_id = $1",
         )
         .bind(request_id)

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::domain::verdict_query::{Keyset, VerdictFilter};
-use crate::domain::{ForgeryType, Label};
+use crate::domain::{ForgeryType, Label, VerdictStatus};
 
 /// A verdict as lists and exports show it, with what reviewers said of it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -27,9 +27,14 @@ pub struct VerdictRow {
     pub request_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub tenant: Option<String>,
-    pub label: Label,
-    pub p_fake: f32,
+    /// `analysed` or `no_face` (`domain::VerdictStatus`).
+    pub status: String,
+    /// None (with p_fake) only for a `no_face` verdict: nothing was screened.
+    pub label: Option<Label>,
+    pub p_fake: Option<f32>,
     pub forgery_type: Option<ForgeryType>,
+    /// Faces analysed; None when the verdict was made without detection.
+    pub face_count: Option<i32>,
     pub adapter_id: Option<String>,
     pub image_sha256: String,
     pub explanation: Option<String>,
@@ -54,9 +59,11 @@ impl VerdictRow {
 const CORRECTED: &str = "EXISTS (SELECT 1 FROM corrections d WHERE d.request_id = v.request_id)";
 
 /// A correction `d` contradicting verdict `v`
-/// (`domain::verdict_query::contradicts`).
-const CONTRADICTS: &str = "(d.label <> v.label OR (d.forgery_type IS NOT NULL \
-     AND d.forgery_type IS DISTINCT FROM v.forgery_type))";
+/// (`domain::verdict_query::contradicts`). A `no_face` verdict (no label)
+/// claimed nothing, so no correction contradicts it.
+const CONTRADICTS: &str =
+    "(v.label IS NOT NULL AND (d.label <> v.label OR (d.forgery_type IS NOT NULL \
+     AND d.forgery_type IS DISTINCT FROM v.forgery_type)))";
 
 /// ` AND …` for every condition of `f` on verdicts `v`.
 pub(super) fn push_filter<'a>(q: &mut QueryBuilder<'a, Postgres>, f: &'a VerdictFilter) {
@@ -71,6 +78,14 @@ pub(super) fn push_filter<'a>(q: &mut QueryBuilder<'a, Postgres>, f: &'a Verdict
     }
     if let Some(t) = f.forgery_type {
         q.push(" AND v.forgery_type = ").push_bind(t.as_str());
+    }
+    // p_fake is NULL exactly for `no_face` (migration 0007's check), and
+    // unlike `status` it is among the index's INCLUDE columns.
+    if let Some(s) = f.status {
+        q.push(match s {
+            VerdictStatus::NoFace => " AND v.p_fake IS NULL",
+            VerdictStatus::Analysed => " AND v.p_fake IS NOT NULL",
+        });
     }
     if let Some(t) = &f.tenant {
         q.push(" AND v.tenant = ").push_bind(t.as_str());
@@ -109,13 +124,13 @@ fn page_query(
     limit: i64,
 ) -> QueryBuilder<'_, Postgres> {
     let mut q = QueryBuilder::new(format!(
-        "{}SELECT v.request_id, v.created_at, v.tenant, v.label, v.p_fake, v.forgery_type, v.adapter_id, \
-                v.image_sha256, v.explanation, s.label AS correction_label, \
+        "{}SELECT v.request_id, v.created_at, v.tenant, v.status, v.label, v.p_fake, v.forgery_type, \
+                v.face_count, v.adapter_id, v.image_sha256, v.explanation, s.label AS correction_label, \
                 s.forgery_type AS correction_forgery_type, \
                 EXISTS (SELECT 1 FROM corrections d WHERE d.request_id = v.request_id AND {CONTRADICTS}) \
                     AS disagreement \
-         FROM (SELECT v.request_id, v.created_at, v.tenant, v.label, v.p_fake, v.forgery_type, \
-                      v.adapter_id, v.image_sha256, v.explanation \
+         FROM (SELECT v.request_id, v.created_at, v.tenant, v.status, v.label, v.p_fake, \
+                      v.forgery_type, v.face_count, v.adapter_id, v.image_sha256, v.explanation \
                FROM verdicts v WHERE true",
         if explain { "EXPLAIN " } else { "" }
     ));

@@ -34,8 +34,9 @@ pub struct QueueRow {
     pub request_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub tenant: Option<String>,
-    pub label: Label,
-    pub p_fake: f32,
+    /// None (with p_fake) for a `no_face` verdict: nothing was screened.
+    pub label: Option<Label>,
+    pub p_fake: Option<f32>,
     pub forgery_type: Option<ForgeryType>,
     pub flagged: bool,
     pub corrected: bool,
@@ -59,7 +60,9 @@ impl QueueRow {
 }
 
 /// `(v.label = 'fake' OR p_fake in the band)`, the band's ends bound as
-/// REAL like the column, so the comparison is `Flagging::flags`'s.
+/// REAL like the column, so the comparison is `Flagging::flags`'s. NULL,
+/// not false, for a `no_face` verdict (no label, no p_fake): callers say
+/// what that means.
 fn push_flagged(q: &mut QueryBuilder<'_, Postgres>, rule: Flagging) {
     let (lo, hi) = rule.band();
     q.push("(v.label = 'fake' OR (v.p_fake >= ")
@@ -69,15 +72,15 @@ fn push_flagged(q: &mut QueryBuilder<'_, Postgres>, rule: Flagging) {
         .push("))");
 }
 
-/// ` AND …` for the verdicts of `class` (label and p_fake are NOT NULL,
-/// so `NOT` of the flag is exactly "not flagged").
+/// ` AND …` for the verdicts of `class`. A `no_face` verdict, whose flag
+/// is NULL, is not flagged: `IS NOT TRUE` keeps it where `NOT` would drop
+/// it from every class.
 fn push_class(q: &mut QueryBuilder<'_, Postgres>, rule: Flagging, class: QueueClass) {
-    q.push(if class.flagged() {
-        " AND "
-    } else {
-        " AND NOT "
-    });
+    q.push(" AND ");
     push_flagged(q, rule);
+    if !class.flagged() {
+        q.push(" IS NOT TRUE");
+    }
     q.push(if class.corrected() {
         " AND "
     } else {
@@ -167,11 +170,11 @@ impl Store {
         rule: Flagging,
     ) -> Result<Option<QueueRow>, StoreError> {
         let mut q = QueryBuilder::new(
-            "SELECT v.request_id, v.created_at, v.tenant, v.label, v.p_fake, v.forgery_type, ",
+            "SELECT v.request_id, v.created_at, v.tenant, v.label, v.p_fake, v.forgery_type, COALESCE(",
         );
         push_flagged(&mut q, rule);
         q.push(format!(
-            " AS flagged, {CORRECTED} AS corrected FROM verdicts v WHERE v.request_id = "
+            ", false) AS flagged, {CORRECTED} AS corrected FROM verdicts v WHERE v.request_id = "
         ))
         .push_bind(request_id);
         Ok(q.build_query_as::<QueueRow>()

@@ -14,7 +14,8 @@ use crate::domain::{ForgeryType, Label};
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct BucketCount {
     pub start: DateTime<Utc>,
-    pub label: Label,
+    /// None: `no_face` verdicts (no face found, nothing screened).
+    pub label: Option<Label>,
     pub forgery_type: Option<ForgeryType>,
     pub verdicts: i64,
 }
@@ -25,6 +26,8 @@ pub struct BucketCount {
 pub struct AdapterCounts {
     pub adapter_id: Option<String>,
     pub verdicts: u64,
+    /// Of those, `no_face` ones: never in the agreement, having no label.
+    pub no_face: u64,
     pub agreement: Agreement,
 }
 
@@ -32,6 +35,7 @@ pub struct AdapterCounts {
 struct AdapterRow {
     adapter_id: Option<String>,
     verdicts: i64,
+    no_face: i64,
     true_fake: i64,
     false_fake: i64,
     missed_fake: i64,
@@ -64,14 +68,15 @@ impl Store {
     /// Verdicts per p_fake bin, `P_FAKE_BINS` of them, bin i being
     /// `[i/10, (i+1)/10)` and the last one holding 1.0. The bounds are
     /// REALs, as p_fake is: a p_fake stored as 0.7 falls in `[0.7, 0.8)`
-    /// (as a double, the REAL 0.7 is 0.69999…).
+    /// (as a double, the REAL 0.7 is 0.69999…). `no_face` verdicts have no
+    /// p_fake and no bin.
     pub async fn p_fake_histogram(&self, filter: &VerdictFilter) -> Result<Vec<u64>, StoreError> {
         let bounds: Vec<f32> = (1..P_FAKE_BINS)
             .map(|i| i as f32 / P_FAKE_BINS as f32)
             .collect();
         let mut q = QueryBuilder::<Postgres>::new("SELECT width_bucket(v.p_fake, ");
         q.push_bind(bounds)
-            .push("::real[]) AS bin, count(*) FROM verdicts v WHERE true");
+            .push("::real[]) AS bin, count(*) FROM verdicts v WHERE v.p_fake IS NOT NULL");
         push_filter(&mut q, filter);
         q.push(" GROUP BY 1");
         let rows: Vec<(i32, i64)> = q.build_query_as().fetch_all(self.pool()).await?;
@@ -87,6 +92,10 @@ impl Store {
 
     /// Per adapter (the base model first), its verdicts and the confusion
     /// counts of those corrected, the standing correction being the truth.
+    /// A corrected `no_face` verdict (no label) is in none of the four
+    /// counts: it claimed nothing to agree or disagree with. Its p_fake,
+    /// NULL exactly for `no_face`, tells it (an INCLUDE column of the
+    /// index, where `status` is not).
     pub async fn adapter_counts(
         &self,
         filter: &VerdictFilter,
@@ -96,6 +105,7 @@ impl Store {
             "WITH standing AS (SELECT DISTINCT ON (c.request_id) c.request_id, c.label FROM corrections c \
                  ORDER BY c.request_id, c.created_at DESC, c.revision DESC) \
              SELECT v.adapter_id, count(*) AS verdicts, \
+                 count(*) FILTER (WHERE v.p_fake IS NULL) AS no_face, \
                  count(*) FILTER (WHERE v.label = 'fake' AND s.label = 'fake') AS true_fake, \
                  count(*) FILTER (WHERE v.label = 'fake' AND s.label = 'real') AS false_fake, \
                  count(*) FILTER (WHERE v.label = 'real' AND s.label = 'fake') AS missed_fake, \
@@ -110,6 +120,7 @@ impl Store {
             .map(|r| AdapterCounts {
                 adapter_id: r.adapter_id,
                 verdicts: count(r.verdicts),
+                no_face: count(r.no_face),
                 agreement: Agreement {
                     true_fake: count(r.true_fake),
                     false_fake: count(r.false_fake),

@@ -184,5 +184,6 @@ async fn next_of(h: &Harness, s: &HttpSession, query: &str) -> String {
 }
 
 mod browser;
+mod faces;
 mod order;
 mod paging;

@@ -5,6 +5,7 @@
 
 mod ask;
 mod correct;
+mod faces;
 
 use chrono::Utc;
 use dfa::domain::access::Role;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{conversation, engine, questions, rows, seed};
+use super::{conversation, engine, questions, rows, seed, store_verdict};
 use crate::harness::{png, Harness};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,29 +119,6 @@ async fn analysed_with_a_question(h: &Harness, question: &str) -> (String, dfa::
     .expect("analysed");
     store_verdict(h, &sha, &verdict).await;
     (sha, verdict)
-}
-
-async fn store_verdict(h: &Harness, sha: &str, verdict: &dfa::domain::Verdict) {
-    let stored = dfa::store::NewVerdict {
-        verdict: verdict.clone(),
-        tenant: None,
-        metadata: json!({}),
-        image_bytes: 1,
-        image_source: "inline".into(),
-        image_sha256: sha.to_string(),
-        request_sha256: "e".repeat(64),
-        source: dfa::store::Source {
-            topic: "t".into(),
-            partition: 0,
-            offset: 0,
-        },
-        result: "{}".into(),
-    };
-    h.app
-        .store
-        .insert_verdicts(&[stored])
-        .await
-        .expect("stored");
 }
 
 #[tokio::test(flavor = "multi_thread")]

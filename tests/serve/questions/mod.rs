@@ -5,6 +5,7 @@
 //! 409, 429).
 
 mod answers;
+mod faces;
 mod refusals;
 mod streaming;
 
@@ -41,6 +42,30 @@ async fn seed_without_image(h: &Harness) -> Uuid {
     s.request_id
 }
 
+/// Stores `verdict` (its faces included) as the worker stores it.
+async fn store_verdict(h: &Harness, sha: &str, verdict: &dfa::domain::Verdict) {
+    let stored = dfa::store::NewVerdict {
+        verdict: verdict.clone(),
+        tenant: None,
+        metadata: json!({}),
+        image_bytes: 1,
+        image_source: "inline".into(),
+        image_sha256: sha.to_string(),
+        request_sha256: "e".repeat(64),
+        source: dfa::store::Source {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        },
+        result: "{}".into(),
+    };
+    h.app
+        .store
+        .insert_verdicts(&[stored])
+        .await
+        .expect("stored");
+}
+
 /// A stored turn: (turn, role, author, content, adapter).
 type Row<'a> = (i32, &'a str, Option<&'a str>, &'a str, Option<&'a str>);
 
@@ -67,12 +92,17 @@ fn engine(tokens: u32) -> dfa::engine::EngineConfig {
 
 /// POSTs a question asking for server-sent events.
 async fn ask_streaming(h: &Harness, id: Uuid, token: &str, question: &str) -> reqwest::Response {
+    ask_streaming_body(h, id, token, &json!({ "question": question })).await
+}
+
+/// POSTs a question body asking for server-sent events.
+async fn ask_streaming_body(h: &Harness, id: Uuid, token: &str, body: &Value) -> reqwest::Response {
     h.http
         .post(h.url(&questions(id)))
         .bearer_auth(token)
         .header(ACCEPT, "text/event-stream")
         .header(CONTENT_TYPE, "application/json")
-        .body(json!({ "question": question }).to_string())
+        .body(body.to_string())
         .send()
         .await
         .expect("request")

@@ -51,6 +51,9 @@
   }
 
   const question = document.getElementById("question");
+  // Only with more than one face: which one the question is about (the
+  // server's default is the primary face, the select's default too).
+  const face = document.getElementById("ask-face");
   const button = document.getElementById("ask-submit");
   const status = document.getElementById("ask-status");
   let busy = false;
@@ -72,6 +75,7 @@
     button.disabled = true;
     say("");
     const asked = turn("user", page.viewer, text);
+    if (face) asked.querySelector(".meta").append(" ", el("span", "about", "about face #" + face.value));
     const answer = turn("assistant", "DFA-GPT", "");
     answer.classList.add("streaming");
     answer.dataset.state = "streaming";
@@ -90,7 +94,7 @@
       const response = await dfa.api(page.base + "/questions", {
         method: "POST",
         headers: { "content-type": "application/json", accept: "text/event-stream" },
-        body: JSON.stringify({ question: text }),
+        body: JSON.stringify(face ? { question: text, face: Number(face.value) } : { question: text }),
       });
       if (!response.ok) {
         fail((await problem(response)).message);

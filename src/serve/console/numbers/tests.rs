@@ -83,13 +83,14 @@ fn untrusted_names_are_escaped_in_the_page_and_its_charts() {
     let req = window.request(now);
     let counts = [BucketCount {
         start: "2026-03-30T00:00:00Z".parse().unwrap(),
-        label: crate::domain::Label::Fake,
+        label: Some(crate::domain::Label::Fake),
         forgery_type: None,
         verdicts: 2,
     }];
     let adapter = AdapterCounts {
         adapter_id: Some(XSS.into()),
         verdicts: 2,
+        no_face: 0,
         agreement: Agreement {
             true_fake: 1,
             ..Agreement::default()

@@ -14,10 +14,13 @@ use crate::store::QueueRow;
 pub struct RowView {
     id: String,
     href: String,
-    label: &'static str,
-    p_fake: f64,
+    /// None: no face was found, nothing was screened (`no_face`).
+    label: Option<&'static str>,
+    p_fake: Option<f64>,
     /// p_fake as the width of its bar (0 to 100).
     bar: f64,
+    /// No face found: "no face" stands where the p_fake bar would.
+    no_face: bool,
     forgery_type: Option<String>,
     tenant: Option<String>,
     created_at: String,
@@ -34,9 +37,12 @@ impl RowView {
         RowView {
             id: r.request_id.to_string(),
             href: verdict_href(r.request_id, filters, class),
-            label: r.label.as_str(),
-            p_fake: f64::from(r.p_fake),
-            bar: (f64::from(r.p_fake) * 100.0).clamp(0.0, 100.0),
+            label: r.label.map(|l| l.as_str()),
+            p_fake: r.p_fake.map(f64::from),
+            bar: r
+                .p_fake
+                .map_or(0.0, |p| (f64::from(p) * 100.0).clamp(0.0, 100.0)),
+            no_face: r.p_fake.is_none(),
             forgery_type: r.forgery_type.map(|t| t.human_name().to_string()),
             tenant: r.tenant.clone(),
             created_at: r.created_at.to_rfc3339(),

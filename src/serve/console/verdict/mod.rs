@@ -9,9 +9,16 @@
 //! the same permission (Read) and tenant checks, and an unknown or hidden
 //! verdict is the same 404.
 //!
+//! A verdict with faces shows a box over each face on the image, the faces
+//! as a numbered list (the primary one marked), and a face selector in the
+//! ask box; a `no_face` verdict says that no face was found instead of a
+//! label and scores.
+//!
 //! - `scores`: the bars' geometry
+//! - `faces`: the boxes' geometry and the image's size
 //! - `facts`: artifacts, metadata and the "next" link from the stored JSON
 
+mod faces;
 mod facts;
 mod scores;
 
@@ -41,21 +48,30 @@ async fn show(
 ) -> Result<Html<String>, ConsoleError> {
     let v = load_verdict(&app, &viewer.caller(), &raw).await?;
     let threshold = f64::from(app.settings.analysis.threshold);
-    let p_fake = f64::from(v.p_fake);
-    let chart = scores::chart(
-        &v.label,
-        p_fake,
-        &v.type_scores,
-        v.forgery_type.as_deref(),
-        threshold,
-    );
+    // A `no_face` verdict has no label or p_fake: no chart.
+    let chart = v.label.as_deref().zip(v.p_fake).map(|(label, p_fake)| {
+        scores::chart(
+            label,
+            f64::from(p_fake),
+            v.type_scores.as_ref().unwrap_or(&serde_json::Value::Null),
+            v.forgery_type.as_deref(),
+            threshold,
+        )
+    });
+    let overlay = if v.faces.is_empty() {
+        None
+    } else {
+        faces::overlay(image_size(&app, &v.image.sha256).await, &v.faces)
+    };
     let (metadata, metadata_more) = facts::metadata(&v.metadata);
     let type_names: BTreeMap<&str, &str> = ForgeryType::ALL
         .into_iter()
         .map(|t| (t.as_str(), t.human_name()))
         .collect();
     // Worth a second look: the queue's own rule (`console.near_threshold`).
-    let near = super::queue::flagging(&app).near(v.p_fake);
+    let near = v
+        .p_fake
+        .is_some_and(|p| super::queue::flagging(&app).near(p));
     page(
         &viewer,
         "verdict.html",
@@ -64,6 +80,7 @@ async fn show(
             next => facts::next_href(v.request_id, query.as_deref()),
             regions => facts::regions(&v.artifacts),
             chart => Value::from_serialize(&chart),
+            overlay => Value::from_serialize(&overlay),
             metadata,
             metadata_more,
             types => ForgeryType::ALL
@@ -75,6 +92,17 @@ async fn show(
     )
 }
 
+/// The stored image's size as browsers show it, for the face boxes; None
+/// when it is gone (retention) or unreadable: the faces are still listed.
+async fn image_size(app: &App, sha256: &str) -> Option<(u32, u32)> {
+    let (images, sha) = (app.images.clone(), sha256.to_string());
+    let read = tokio::task::spawn_blocking(move || images.get(&sha).ok());
+    read.await
+        .ok()
+        .flatten()
+        .and_then(|bytes| faces::shown_size(&bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -82,12 +110,27 @@ mod tests {
 
     use super::super::pages::render;
     use super::*;
+    use crate::serve::verdicts::FaceView;
 
     const XSS: &str = "<img src=x onerror=alert(1)>";
 
-    /// The page's context around a verdict's JSON, as `show` builds it.
+    /// The page's context around a verdict's JSON, as `show` builds it
+    /// (the faces' overlay on an image of `size`).
     fn rendered(v: serde_json::Value, can: bool) -> String {
-        let chart = scores::chart("fake", 0.9, &v["type_scores"], Some("face_swap"), 0.5);
+        rendered_on(v, can, None, &[])
+    }
+
+    fn rendered_on(
+        mut v: serde_json::Value,
+        can: bool,
+        size: Option<(u32, u32)>,
+        faces: &[FaceView],
+    ) -> String {
+        let chart = v["label"]
+            .as_str()
+            .map(|l| scores::chart(l, 0.9, &v["type_scores"], Some("face_swap"), 0.5));
+        let overlay = faces::overlay(size, faces);
+        v["faces"] = serde_json::to_value(faces).unwrap();
         let (metadata, metadata_more) = facts::metadata(&v["metadata"]);
         let ctx = context! {
             viewer => context! { name => XSS, role => "reviewer", tenant => XSS, can_ask => can,
@@ -96,6 +139,7 @@ mod tests {
             next => facts::next_href(Uuid::nil(), Some("q=<b>")),
             regions => facts::regions(&v["artifacts"]),
             chart => Value::from_serialize(&chart),
+            overlay => Value::from_serialize(&overlay),
             metadata, metadata_more,
             types => ForgeryType::ALL.map(|t| context! { value => t.as_str(), name => t.human_name() }),
             type_names => ForgeryType::ALL.into_iter().map(|t| (t.as_str(), t.human_name())).collect::<BTreeMap<_, _>>(),
@@ -108,6 +152,8 @@ mod tests {
     fn verdict() -> serde_json::Value {
         json!({
             "request_id": Uuid::nil(), "created_at": "2026-01-01T00:00:00Z", "tenant": XSS,
+            "status": "analysed", "face_mode": "off", "face_count": null, "primary_face": null,
+            "faces_skipped": {"too_small": 0, "over_cap": 0}, "reused_from": null,
             "label": "fake", "p_fake": 0.9, "forgery_type": "face_swap",
             "type_scores": {"face_swap": 0.7}, "artifacts": [{"region": XSS, "text": XSS}],
             "explanation": XSS, "adapter_id": XSS, "metadata": {XSS: XSS},
@@ -154,5 +200,89 @@ mod tests {
             "the explanation stands in"
         );
         assert!(html.contains("None yet."));
+    }
+
+    fn face(index: u32, x: u32, p_fake: f32, primary: bool) -> FaceView {
+        use crate::domain::{Artifact, BBox, CropSquare, FaceVerdict, Label, TypeScores};
+        let label = Label::from_score(p_fake, 0.5);
+        let verdict = FaceVerdict {
+            index,
+            bbox: BBox {
+                x,
+                y: 40,
+                w: 60,
+                h: 70,
+            },
+            detector_score: 12.5,
+            crop: CropSquare { x, y: 30, side: 80 },
+            label,
+            p_fake,
+            forgery_type: (label == Label::Fake).then_some(ForgeryType::FaceSwap),
+            type_scores: TypeScores::from_array([0.7, 0.1, 0.1, 0.1]),
+            artifacts: vec![Artifact {
+                region: XSS.into(),
+                text: format!("face {index}: {XSS}"),
+            }],
+            explanation: None,
+        };
+        FaceView::of(verdict, primary.then_some(index))
+    }
+
+    #[test]
+    fn faces_are_boxed_on_the_image_listed_and_asked_about() {
+        let mut v = verdict();
+        v["face_mode"] = json!("detect");
+        v["face_count"] = json!(2);
+        v["primary_face"] = json!(1);
+        let faces = [face(0, 10, 0.2, false), face(1, 200, 0.9, true)];
+        let html = rendered_on(v, true, Some((400, 300)), &faces);
+        assert!(html.contains("viewBox=\"0 0 400 300\""), "{html}");
+        assert_eq!(html.matches("<rect class=\"face-box\"").count(), 2);
+        assert!(html.contains("x=\"200\" y=\"40\" width=\"60\" height=\"70\""));
+        assert_eq!(html.matches("<li class=\"face").count(), 2);
+        assert!(html.contains("<li class=\"face primary\" data-face=\"1\">"));
+        assert_eq!(
+            html.matches("class=\"face-mark face-fake primary\"")
+                .count(),
+            1
+        );
+        // The ask box names a face, the primary one by default.
+        assert!(html.contains("<select id=\"ask-face\" name=\"face\">"));
+        assert!(html.contains("<option value=\"1\" selected>"), "{html}");
+        assert!(!html.contains("<img src=x"), "faces' text is escaped");
+        assert!(!html.contains("style="), "no inline styles (CSP)");
+    }
+
+    #[test]
+    fn one_face_needs_no_selector_and_a_lost_image_no_boxes() {
+        let faces = [face(0, 10, 0.9, true)];
+        let html = rendered_on(verdict(), true, None, &faces);
+        assert!(!html.contains("id=\"face-boxes\""));
+        assert!(html.contains("id=\"faces\""), "still listed");
+        assert!(!html.contains("name=\"face\""));
+    }
+
+    #[test]
+    fn a_no_face_verdict_says_no_face_was_found() {
+        let mut v = verdict();
+        for k in [
+            "label",
+            "p_fake",
+            "forgery_type",
+            "type_scores",
+            "explanation",
+        ] {
+            v[k] = json!(null);
+        }
+        v["artifacts"] = json!([]);
+        v["status"] = json!("no_face");
+        v["face_mode"] = json!("detect");
+        v["face_count"] = json!(0);
+        let html = rendered_on(v, true, Some((64, 64)), &[]);
+        assert!(html.contains("id=\"no-face\""), "{html}");
+        assert!(html.contains("No face was found"));
+        assert!(!html.contains("id=\"scores\""), "no scores to draw");
+        assert!(!html.contains("id=\"faces\""));
+        assert!(html.contains("id=\"correction\""), "still correctable");
     }
 }

@@ -21,8 +21,12 @@ pub use volume::{daily, types};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Headlines {
     pub verdicts: u64,
+    /// Verdicts on images without a face: nothing was screened.
+    pub no_face: u64,
+    /// Verdicts with a label (all but `no_face`).
+    pub screened: u64,
     pub fake: u64,
-    /// fake / verdicts; none without verdicts.
+    /// fake / screened; none without screened verdicts.
     pub fake_share: Option<f64>,
     /// Verdicts some reviewer corrected.
     pub corrected: u64,
@@ -36,10 +40,13 @@ pub fn headlines(s: &Stats) -> Headlines {
     let fake = s.buckets.iter().map(|b| count(&b.labels, "fake")).sum();
     let corrected = s.adapters.iter().map(|a| a.corrected).sum();
     let agreed = s.adapters.iter().map(|a| a.true_fake + a.true_real).sum();
+    let screened = s.verdicts.saturating_sub(s.no_face);
     Headlines {
         verdicts: s.verdicts,
+        no_face: s.no_face,
+        screened,
         fake,
-        fake_share: ratio(fake, s.verdicts),
+        fake_share: ratio(fake, screened),
         corrected,
         agreed,
         agreement: ratio(agreed, corrected),

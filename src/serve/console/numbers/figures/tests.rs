@@ -12,6 +12,7 @@ fn bucket(day: &str, fake: u64, real: u64, swaps: u64) -> BucketStats {
         start: t(day),
         verdicts: fake + real,
         labels: BTreeMap::from([("fake".into(), fake), ("real".into(), real)]),
+        no_face: 0,
         forgery_types: BTreeMap::from([("face_swap".into(), swaps)]),
     }
 }
@@ -21,6 +22,7 @@ fn adapter(id: Option<&str>, tf: u64, ff: u64, mf: u64, tr: u64) -> AdapterStats
     AdapterStats {
         adapter: id.map(str::to_string),
         verdicts: corrected + 1,
+        no_face: 0,
         corrected,
         true_fake: tf,
         false_fake: ff,
@@ -39,6 +41,7 @@ fn stats(buckets: Vec<BucketStats>, hist: [u64; 10], adapters: Vec<AdapterStats>
         bucket: "day".into(),
         tenant: None,
         verdicts: buckets.iter().map(|b| b.verdicts).sum(),
+        no_face: buckets.iter().map(|b| b.no_face).sum(),
         buckets,
         p_fake_histogram: hist
             .iter()
@@ -84,7 +87,29 @@ fn the_daily_chart_has_a_bar_per_label_and_day_with_verdicts() {
     assert_eq!(classes, ["bar-fake", "bar-real", "bar-real"]);
     assert_eq!(f.chart.rects[0].title, "Sun 1 Mar: 3 fake of 4");
     assert!(f.chart.texts.iter().any(|t| t.text == "3 Mar"), "dated");
-    assert!(f.aria.contains("3 fake and 3 real"), "{}", f.aria);
+    assert!(f.aria.contains("3 fake, 3 real."), "{}", f.aria);
+    assert_eq!(f.legend.len(), 2, "no face-less verdicts: no key for them");
+}
+
+#[test]
+fn verdicts_without_a_face_stack_on_top_and_are_not_in_the_fake_share() {
+    let mut with_none = bucket("2026-03-03T00:00:00Z", 1, 1, 0);
+    with_none.no_face = 2;
+    with_none.verdicts += 2;
+    let s = stats(vec![with_none], [0; 10], vec![]);
+    let h = headlines(&s);
+    assert_eq!((h.verdicts, h.no_face, h.screened), (4, 2, 2));
+    assert_eq!(h.fake_share, Some(0.5), "a share of the screened verdicts");
+    let f = daily(&s);
+    let classes: Vec<&str> = f.chart.rects.iter().map(|r| r.class).collect();
+    assert_eq!(classes, ["bar-fake", "bar-real", "bar-none"]);
+    assert_eq!(f.chart.rects[2].title, "Tue 3 Mar: 2 without a face of 4");
+    assert!(
+        f.aria.ends_with("1 fake, 1 real and 2 without a face."),
+        "{}",
+        f.aria
+    );
+    assert!(f.legend.iter().any(|k| k.class == "bar-none"));
 }
 
 #[test]

@@ -5,7 +5,8 @@ use super::{bucket_names, count, headlines, key, ratio, Figure, NO_VERDICTS};
 use crate::domain::ForgeryType;
 use crate::serve::stats::Stats;
 
-/// Verdicts per bucket, fakes stacked under reals.
+/// Verdicts per bucket, fakes stacked under reals, and on top those on
+/// images without a face (no label).
 pub fn daily(s: &Stats) -> Figure {
     let cols: Vec<Column> = s
         .buckets
@@ -26,6 +27,11 @@ pub fn daily(s: &Stats) -> Figure {
                         class: "bar-real",
                         title: format!("{when}: {real} real of {}", b.verdicts),
                     },
+                    Segment {
+                        value: b.no_face,
+                        class: "bar-none",
+                        title: format!("{when}: {} without a face of {}", b.no_face, b.verdicts),
+                    },
                 ],
             }
         })
@@ -43,14 +49,25 @@ pub fn daily(s: &Stats) -> Figure {
         id: "chart-daily",
         title: format!("Verdicts per {}", s.bucket),
         aria: format!(
-            "Verdicts per {} from {} to {}: {} fake and {} real.",
+            "Verdicts per {} from {} to {}: {} fake, {} real{}.",
             s.bucket,
             s.since.format("%-d %b %Y"),
             s.until.format("%-d %b %Y"),
             h.fake,
-            h.verdicts - h.fake
+            h.screened.saturating_sub(h.fake),
+            if h.no_face > 0 {
+                format!(" and {} without a face", h.no_face)
+            } else {
+                String::new()
+            }
         ),
-        legend: vec![key("bar-fake", "fake"), key("bar-real", "real")],
+        legend: {
+            let mut legend = vec![key("bar-fake", "fake"), key("bar-real", "real")];
+            if h.no_face > 0 {
+                legend.push(key("bar-none", "no face found"));
+            }
+            legend
+        },
         empty: (s.verdicts == 0).then_some(NO_VERDICTS),
         wide: true,
         chart: columns(frame, &cols, 4),
