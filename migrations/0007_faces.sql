@@ -4,16 +4,14 @@
 -- no label, p_fake or type scores.
 
 ALTER TABLE verdicts
-    ADD COLUMN status TEXT NOT NULL DEFAULT 'analysed'
-        CHECK (status IN ('analysed', 'no_face')),
+    ADD COLUMN status TEXT NOT NULL DEFAULT 'analysed',
     -- How faces were found; rows from before face detection analysed the
     -- whole image, as 'off' does.
-    ADD COLUMN face_mode TEXT NOT NULL DEFAULT 'off'
-        CHECK (face_mode IN ('detect', 'whole_image', 'off')),
+    ADD COLUMN face_mode TEXT NOT NULL DEFAULT 'off',
     -- Faces analysed (NULL with face_mode 'off').
-    ADD COLUMN face_count INTEGER CHECK (face_count >= 0),
+    ADD COLUMN face_count INTEGER,
     -- The face whose verdict the image carries (faces.face_index).
-    ADD COLUMN primary_face SMALLINT CHECK (primary_face >= 0),
+    ADD COLUMN primary_face SMALLINT,
     -- Faces found but not analysed: {"too_small": n, "over_cap": n}.
     ADD COLUMN faces_skipped JSONB NOT NULL DEFAULT '{"too_small": 0, "over_cap": 0}'::jsonb,
     -- A repost: the verdict whose analysis of the same bytes by the same
@@ -21,14 +19,25 @@ ALTER TABLE verdicts
     ADD COLUMN reused_from UUID,
     ALTER COLUMN label DROP NOT NULL,
     ALTER COLUMN p_fake DROP NOT NULL,
-    ALTER COLUMN type_scores DROP NOT NULL,
+    ALTER COLUMN type_scores DROP NOT NULL;
+
+-- NOT VALID, as in 0003: new rows are checked at once, and the existing ones
+-- (which hold the defaults) are not scanned under the ALTER's exclusive lock.
+-- `VALIDATE CONSTRAINT` can be run later under a lock that lets writes on.
+ALTER TABLE verdicts
+    ADD CONSTRAINT verdicts_status CHECK (status IN ('analysed', 'no_face')) NOT VALID,
+    ADD CONSTRAINT verdicts_face_mode CHECK (face_mode IN ('detect', 'whole_image', 'off')) NOT VALID,
+    ADD CONSTRAINT verdicts_face_count CHECK (face_count >= 0) NOT VALID,
+    ADD CONSTRAINT verdicts_primary_face CHECK (primary_face >= 0) NOT VALID,
     ADD CONSTRAINT verdicts_screened_unless_no_face CHECK (
         (status = 'no_face') = (p_fake IS NULL)
         AND (label IS NULL) = (p_fake IS NULL)
-        AND (type_scores IS NULL) = (p_fake IS NULL));
+        AND (type_scores IS NULL) = (p_fake IS NULL)) NOT VALID;
 
--- Repost lookups: the latest analysis of an image by one model.
-CREATE INDEX verdicts_image_model ON verdicts
+-- Repost lookups: the latest analysis of an image by one model. (Built in
+-- the migration's transaction, so it blocks writes while it builds: on a
+-- large table, create it CONCURRENTLY by hand before upgrading.)
+CREATE INDEX IF NOT EXISTS verdicts_image_model ON verdicts
     (image_sha256, base_model_sha256, mmproj_sha256, adapter_sha256, created_at DESC);
 
 -- One row per face analysed. Boxes and crops are in the original image's

@@ -81,9 +81,11 @@ fn two_faces_pasted_on_a_big_canvas_are_both_found_near_where_they_went() {
 }
 
 #[test]
-fn a_blank_page_has_no_face() {
+fn a_blank_page_or_a_page_of_text_has_no_face() {
     let page = RgbImage::from_pixel(1200, 1600, image::Rgb([250, 250, 250]));
     assert!(detect(&page).faces.is_empty());
+    let text = common::text_page();
+    assert!(detect(&text).faces.is_empty());
 }
 
 #[test]

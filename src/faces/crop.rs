@@ -44,6 +44,12 @@ pub fn crop_to(image: &ImageBuffer<Rgb<u8>, &[u8]>, square: CropSquare, size: u3
         .min(image.width() - x)
         .min(image.height() - y)
         .max(1);
+    let view = imageops::crop_imm(image, x, y, side, side);
+    if side > size {
+        // Box-averaged down from the image itself: no full-size copy of a
+        // large face and no float buffer of its size.
+        return imageops::thumbnail(&*view, size, size);
+    }
     // Copied out pixel by pixel: `crop_imm(..).to_image()` wants an image
     // that owns its buffer, and this one borrows the decoded pixels.
     let view = RgbImage::from_fn(side, side, |px, py| *image.get_pixel(x + px, y + py));

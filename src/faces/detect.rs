@@ -80,11 +80,12 @@ impl FaceDetector {
                 over_cap: 0,
             });
         }
-        let grey = imageops::grayscale(&pixels);
+        // Downscaled first, by box averaging straight from the decoded pixels:
+        // no full-size grey copy and no float buffer of the original's size.
         let grey = if (sw, sh) == (width, height) {
-            grey
+            imageops::grayscale(&pixels)
         } else {
-            imageops::resize(&grey, sw, sh, imageops::FilterType::Triangle)
+            imageops::grayscale(&imageops::thumbnail(&pixels, sw, sh))
         };
         let min_window = ((s.min_face_px as f32 * scale).floor() as u32).max(MIN_WINDOW);
         let found = self.run(&grey, sw, sh, min_window)?;
@@ -115,7 +116,8 @@ impl FaceDetector {
     ) -> Result<Vec<rustface::FaceInfo>, FaceError> {
         let mut detector = rustface::create_detector_with_model(self.model.clone());
         detector.set_min_face_size(min_window);
-        detector.set_score_thresh(2.0);
+        // The cascade's own cut-off; `faces.min_score` filters after it.
+        detector.set_score_thresh(self.settings.min_score.min(2.0));
         detector.set_pyramid_scale_factor(0.8);
         detector.set_slide_window_step(4, 4);
         let data = rustface::ImageData::new(grey.as_raw(), w, h);

@@ -439,7 +439,12 @@ impl<B: Backend> Processor<B> {
         let model = self.backend.model();
         let found = self
             .store
-            .analyses_of_image(&image.sha256, &model, self.faces.mode())
+            .analyses_of_image(
+                &image.sha256,
+                request.tenant.as_deref(),
+                &model,
+                self.faces.mode(),
+            )
             .instrument(tracing::info_span!("repost_lookup"))
             .await;
         match found {

@@ -1,25 +1,16 @@
 //! Repost dedup: an image whose exact bytes were analysed before by the
 //! model that would answer now reuses that analysis (`faces.reuse_reposts`).
 
-use serde::Deserialize;
-
 use crate::domain::{ModelIdentity, Verdict};
 
-/// What a stored result message holds that a repost needs.
-#[derive(Deserialize)]
-struct Stored {
-    verdict: Verdict,
-}
-
-/// The first stored result (newest first) a request may reuse: made by
+/// The first stored verdict (JSON, newest first) a request may reuse: made by
 /// exactly `model` (the adapter's scale included) and, when the request
 /// asks for the artifact description always (`explain`), holding one for
 /// every face it screened. Results that do not parse are passed over.
 pub fn reusable(results: &[String], model: &ModelIdentity, explain: bool) -> Option<Verdict> {
     results
         .iter()
-        .filter_map(|r| serde_json::from_str::<Stored>(r).ok())
-        .map(|s| s.verdict)
+        .filter_map(|r| serde_json::from_str::<Verdict>(r).ok())
         .find(|v| &v.model == model && (!explain || explained(v)))
 }
 
@@ -63,7 +54,7 @@ mod tests {
             timings: EngineTimings::default(),
         };
         let v = assemble_verdict(uuid::Uuid::new_v4(), a, 0.5);
-        serde_json::json!({"schema_version": 1, "verdict": v}).to_string()
+        serde_json::to_string(&v).unwrap()
     }
 
     #[test]

@@ -120,8 +120,14 @@ async fn every_face_is_stored_once_however_often_the_request_comes() {
         published["verdict"]["faces"].as_array().map(Vec::len),
         Some(2)
     );
-    let verdict: dfa::domain::Verdict =
+    let mut verdict: dfa::domain::Verdict =
         serde_json::from_value(published["verdict"].clone()).expect("a verdict");
+    // The other delivery's analysis differs (another score, a third face):
+    // were its faces written, the rows would change.
+    verdict.faces[0].p_fake = 0.01;
+    let mut third = verdict.faces[1].clone();
+    third.index = 2;
+    verdict.faces.push(third);
     let again = NewVerdict {
         verdict,
         tenant: Some("acme".into()),

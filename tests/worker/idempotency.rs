@@ -247,7 +247,9 @@ async fn a_message_whose_deliveries_kept_dying_is_dead_lettered_before_analysis(
     let survivor = at(&env.requests, 8);
     crash(&survivor, max - 1).await;
     assert_eq!(p.handle(&survivor).await, Outcome::Done, "within the limit");
-    let fresh = at(&env.requests, 9);
+    // Another picture: the same bytes would be a repost, answered without
+    // the model (faces.reuse_reposts).
+    let fresh = message(&env.requests, 9, request(Uuid::new_v4(), 2));
     assert_eq!(p.handle(&fresh).await, Outcome::Done);
     assert_eq!(p.backend.calls(), 2);
     let feedback = message(&env.feedback, 3, b"{}".to_vec());

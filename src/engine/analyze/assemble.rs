@@ -160,11 +160,31 @@ pub fn no_face_verdict(request_id: Uuid, skipped: FacesSkipped, model: ModelIden
 }
 
 /// A stored analysis of the same bytes by the same model, reused for a new
-/// request: its screening and faces, none of its answers or timings, and
-/// where it came from (the first verdict that ran the model).
-pub fn reused_verdict(request_id: Uuid, prior: &Verdict) -> Verdict {
+/// request: its scores, faces and artifacts, labelled again at today's
+/// `threshold` (scores are the model's, labels are a setting's); none of its
+/// answers or timings; and where it came from (the first verdict that ran
+/// the model).
+pub fn reused_verdict(request_id: Uuid, prior: &Verdict, threshold: f32) -> Verdict {
+    let faces: Vec<FaceVerdict> = prior
+        .faces
+        .iter()
+        .map(|f| {
+            let l = Labelled::from_scores(Some(f.p_fake), Some(f.type_scores), threshold);
+            FaceVerdict {
+                label: l.label,
+                forgery_type: l.forgery_type,
+                ..f.clone()
+            }
+        })
+        .collect();
+    let image = prior
+        .p_fake
+        .map(|p| Labelled::from_scores(Some(p), prior.type_scores, threshold));
     Verdict {
         request_id,
+        label: image.map(|l| l.label),
+        forgery_type: image.and_then(|l| l.forgery_type),
+        faces,
         answers: Vec::new(),
         reused_from: prior.reused_from.or(Some(prior.request_id)),
         timings_ms: Timings::default(),

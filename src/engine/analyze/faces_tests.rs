@@ -36,7 +36,15 @@ impl Backend for Darkness {
                 .screen
                 .then(|| TypeScores::from_array([0.7, 0.1, 0.1, 0.1])),
             explanation: None,
-            answers: vec![],
+            answers: request
+                .tasks
+                .questions
+                .iter()
+                .map(|q| crate::domain::Answer {
+                    question: q.clone(),
+                    answer: format!("{p_fake}"),
+                })
+                .collect(),
             detection_logits: None,
             generated_tokens: 0,
             reused_tokens: 0,
@@ -210,4 +218,20 @@ async fn faces_beyond_the_cap_never_reach_the_engine() {
     );
     assert_eq!(v.face_count, Some(cap as u32));
     assert_eq!(v.faces.len() + v.faces_skipped.over_cap as usize, 12);
+}
+
+#[tokio::test]
+async fn a_reused_analysis_is_labelled_at_todays_threshold() {
+    let backend = Darkness::default();
+    let first = analyse(&backend, FaceMode::Detect, &two_faces()).await;
+    let top = first.p_fake.unwrap();
+    // A threshold just above the top score: every face is real now.
+    let again = reused_verdict(Uuid::new_v4(), &first, top + 0.01);
+    assert_eq!(again.label, Some(Label::Real));
+    assert_eq!(again.forgery_type, None);
+    assert!(again.faces.iter().all(|f| f.label == Label::Real));
+    assert_eq!(again.p_fake, first.p_fake, "scores are the model's");
+    let at_top = reused_verdict(Uuid::new_v4(), &first, top);
+    assert_eq!(at_top.label, Some(Label::Fake));
+    assert!(at_top.forgery_type.is_some());
 }

@@ -100,11 +100,12 @@ async fn analyze<B: Backend>(
 ) -> Result<Verdict, AnalyzeError> {
     let started = Instant::now();
     let (screening, questions) = split_questions(tasks);
+    let mut prior = prior;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut verdict = match prior {
-            Some(prior) => reused_verdict(request_id, prior),
+            Some(prior) => reused_verdict(request_id, prior, stages.analysis.threshold),
             None => match screen(backend, request_id, bytes.clone(), &screening, stages).await? {
                 Some(verdict) => verdict,
                 // An adapter swap landed between the faces' jobs.
@@ -141,6 +142,8 @@ async fn analyze<B: Backend>(
                 && questions.stream.is_none()
                 && attempt < SAME_MODEL_ATTEMPTS
             {
+                // A reused analysis is of the model swapped out: screen afresh.
+                prior = None;
                 continue;
             }
             add_answers(&mut verdict, answered, decode_ms);
