@@ -177,6 +177,10 @@ fn face_box(face: &Value) -> dfa::faces::FaceBox {
     }
 }
 
+fn write_png(dir: &Path, name: &str, img: &image::RgbImage) {
+    std::fs::write(dir.join(name), common::encode(img, ImageFormat::Png)).unwrap();
+}
+
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -190,13 +194,9 @@ fn faces_are_found_boxed_and_drawn_and_a_blank_page_has_none() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let group = common::two_faces();
-    std::fs::write(
-        d.join("group.png"),
-        common::encode(&group, ImageFormat::Png),
-    )
-    .unwrap();
+    write_png(d, "group.png", &group);
     let page = image::RgbImage::from_pixel(1200, 1600, image::Rgb([250, 250, 250]));
-    std::fs::write(d.join("page.png"), common::encode(&page, ImageFormat::Png)).unwrap();
+    write_png(d, "page.png", &page);
 
     let out = dfa(d)
         .args([
@@ -302,11 +302,7 @@ fn faces_off_screens_the_picture_whole_and_draws_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let group = common::two_faces();
-    std::fs::write(
-        d.join("group.png"),
-        common::encode(&group, ImageFormat::Png),
-    )
-    .unwrap();
+    write_png(d, "group.png", &group);
     let out = dfa(d)
         .env("DFA__FACES__MODE", "detect")
         .args([

@@ -26,12 +26,19 @@ pub enum FaceError {
     Pixels { width: u32, height: u32, len: usize },
     #[error("the face detector failed: {0}")]
     Detector(String),
+    /// The runtime shut down while detection was running: nothing is wrong
+    /// with the image, and the request must stay unfinished.
+    #[error("face detection was cancelled (shutdown)")]
+    Cancelled,
 }
 
 impl FaceError {
     /// Stable machine-readable kind for outputs and dead-letter headers.
     pub fn kind(&self) -> &'static str {
-        "face_detection"
+        match self {
+            FaceError::Cancelled => "cancelled",
+            _ => "face_detection",
+        }
     }
 }
 

@@ -159,7 +159,11 @@ fn view(w: u32, h: u32, rgb: &[u8]) -> Option<ImageBuffer<Rgb<u8>, &[u8]>> {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FaceError> + Send + 'static,
 ) -> Result<T, FaceError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(FaceError::Detector(format!("face stage panicked: {e}"))))
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(if e.is_cancelled() {
+            FaceError::Cancelled
+        } else {
+            FaceError::Detector(format!("face stage panicked: {e}"))
+        })
+    })
 }

@@ -9,6 +9,7 @@ use super::retry::GaveUp;
 use super::writer::WriteError;
 use crate::engine::analyze::AnalyzeError;
 use crate::engine::EngineError;
+use crate::faces::FaceError;
 
 /// How a message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,8 @@ impl Halt {
     /// not a bad image.
     pub(super) fn from_analysis(e: AnalyzeError, request_id: Uuid) -> Halt {
         match e {
-            AnalyzeError::Engine(EngineError::Stopped) => Halt::Abandon,
+            AnalyzeError::Engine(EngineError::Stopped)
+            | AnalyzeError::Faces(FaceError::Cancelled) => Halt::Abandon,
             e => Halt::reject(Some(request_id), e.kind(), e.to_string()),
         }
     }
@@ -187,6 +189,17 @@ mod tests {
         assert_eq!(
             kind_of(Halt::from_analysis(too_long, id())),
             Some("too_long")
+        );
+    }
+
+    #[test]
+    fn a_detection_cut_short_by_shutdown_abandons_and_a_failed_one_is_rejected() {
+        let cancelled = AnalyzeError::Faces(FaceError::Cancelled);
+        assert_eq!(Halt::from_analysis(cancelled, id()), Halt::Abandon);
+        let failed = AnalyzeError::Faces(FaceError::Detector("panicked".into()));
+        assert_eq!(
+            kind_of(Halt::from_analysis(failed, id())),
+            Some("face_detection")
         );
     }
 

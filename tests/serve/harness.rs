@@ -88,6 +88,13 @@ impl Harness {
         json_response(req.send().await.expect("request")).await
     }
 
+    /// GET a text body (CSV, JSON lines) with a bearer token.
+    #[allow(dead_code)]
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        let r = self.http.get(self.url(path)).bearer_auth(token).send();
+        r.await.expect("request").text().await.expect("body")
+    }
+
     /// POST a JSON body with a bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
         let mut req = self

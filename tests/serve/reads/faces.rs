@@ -197,16 +197,7 @@ async fn exports_and_statistics_count_no_face_apart() {
     correct(&h.env.pool, none, "r1", "real", None, chrono::Utc::now()).await;
     correct(&h.env.pool, two, "r1", "fake", None, chrono::Utc::now()).await;
 
-    let csv = h
-        .http
-        .get(h.url("/api/export?format=csv"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = h.get_text("/api/export?format=csv", &token).await;
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     let header: Vec<&str> = lines[0].split(',').collect();
     let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
@@ -234,15 +225,8 @@ async fn exports_and_statistics_count_no_face_apart() {
     );
 
     let jsonl = h
-        .http
-        .get(h.url("/api/export?format=jsonl&status=no_face"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text("/api/export?format=jsonl&status=no_face", &token)
+        .await;
     let items: Vec<Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
