@@ -15,6 +15,7 @@ pub mod model;
 pub mod engine;
 pub mod images;
 pub mod learning;
+pub mod metrics;
 pub mod registry;
 pub mod serve;
 pub mod store;
