@@ -136,6 +136,89 @@ pub fn rouge_l(hypothesis: &str, reference: &str) -> (f64, f64, f64) {
     (p, rec, f)
 }
 
+/// CIDEr-D as the COCO caption evaluation (`pycocoevalcap`'s `Cider`,
+/// n = 4, σ = 6) computes it, on tokens the caller made (`tokenize_rouge`):
+/// tf-idf n-gram vectors with document frequencies from the references,
+/// clipped cosine similarity per order, a Gaussian length penalty, the mean
+/// over orders × 10. Returns the corpus mean and each item's score. As in
+/// the reference code, "length" counts bigrams.
+pub fn cider_d(hypotheses: &[Vec<String>], references: &[Vec<Vec<String>>]) -> (f64, Vec<f64>) {
+    const N: usize = 4;
+    const SIGMA: f64 = 6.0;
+    type Counts<'a> = HashMap<&'a [String], f64>;
+    fn count(tokens: &[String]) -> HashMap<&[String], f64> {
+        let mut c = HashMap::new();
+        for n in 1..=N {
+            for w in tokens.windows(n) {
+                *c.entry(w).or_insert(0.0) += 1.0;
+            }
+        }
+        c
+    }
+    let items = hypotheses.len().min(references.len());
+    if items == 0 {
+        return (0.0, Vec::new());
+    }
+    let refs: Vec<Vec<Counts>> = references[..items]
+        .iter()
+        .map(|rs| rs.iter().map(|r| count(r)).collect())
+        .collect();
+    let mut df: HashMap<&[String], f64> = HashMap::new();
+    for rs in &refs {
+        let mut seen: Vec<&[String]> = rs.iter().flat_map(|c| c.keys().copied()).collect();
+        seen.sort();
+        seen.dedup();
+        for g in seen {
+            *df.entry(g).or_insert(0.0) += 1.0;
+        }
+    }
+    let log_items = (items as f64).ln();
+    type Vector<'a> = ([HashMap<&'a [String], f64>; N], [f64; N], f64);
+    fn vector<'a>(c: &Counts<'a>, df: &HashMap<&[String], f64>, log_items: f64) -> Vector<'a> {
+        let mut vec: [HashMap<&'a [String], f64>; N] = Default::default();
+        let mut norm = [0.0f64; N];
+        let mut length = 0.0;
+        for (g, tf) in c {
+            let n = g.len() - 1;
+            let weight = tf * (log_items - df.get(g).copied().unwrap_or(0.0).max(1.0).ln());
+            vec[n].insert(*g, weight);
+            norm[n] += weight * weight;
+            if n == 1 {
+                length += tf;
+            }
+        }
+        (vec, norm.map(f64::sqrt), length)
+    }
+    let scores: Vec<f64> = hypotheses[..items]
+        .iter()
+        .zip(&refs)
+        .map(|(h, rs)| {
+            let hc = count(h);
+            let (vh, nh, lh) = vector(&hc, &df, log_items);
+            let mut sum = [0.0f64; N];
+            for r in rs {
+                let (vr, nr, lr) = vector(r, &df, log_items);
+                let penalty = (-(lh - lr).powi(2) / (2.0 * SIGMA * SIGMA)).exp();
+                for n in 0..N {
+                    let mut v: f64 = vh[n]
+                        .iter()
+                        .map(|(g, w)| {
+                            let wr = vr[n].get(g).copied().unwrap_or(0.0);
+                            w.min(wr) * wr
+                        })
+                        .sum();
+                    if nh[n] != 0.0 && nr[n] != 0.0 {
+                        v /= nh[n] * nr[n];
+                    }
+                    sum[n] += v * penalty;
+                }
+            }
+            sum.iter().sum::<f64>() / N as f64 / rs.len().max(1) as f64 * 10.0
+        })
+        .collect();
+    (scores.iter().sum::<f64>() / items as f64, scores)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +286,19 @@ mod tests {
             assert!(p > 0.0);
         }
         assert_eq!(rouge_l("", "x"), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn cider_d_agrees_with_pycocoevalcap() {
+        let hyps: Vec<Vec<String>> = HYPS.iter().map(|h| tokenize_rouge(h)).collect();
+        let refs: Vec<Vec<Vec<String>>> = REFS.iter().map(|r| vec![tokenize_rouge(r)]).collect();
+        let (mean, each) = cider_d(&hyps, &refs);
+        // pycocoevalcap 1.2 `Cider().compute_score` on the same tokens.
+        let want = [3.599790315815372, 1.7398635376577234, 1.8887977207772466];
+        for (got, want) in each.iter().zip(want) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        assert!((mean - 2.4094838580834472).abs() < 1e-9, "{mean}");
     }
 
     #[test]
