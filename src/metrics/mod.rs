@@ -6,4 +6,5 @@
 pub mod classification;
 pub mod detection;
 pub mod regions;
+pub mod report;
 pub mod text;
