@@ -13,6 +13,7 @@ pub mod model;
 
 // Integrations at the edges.
 pub mod engine;
+pub mod eval;
 pub mod images;
 pub mod learning;
 pub mod metrics;

@@ -10,7 +10,7 @@ use super::classification::TypeConfusion;
 use super::detection::{brier, ece, roc_auc, threshold_for_fpr, Confusion, Scored};
 use super::regions::RegionCounts;
 use super::text::{cider_d, corpus_bleu, rouge_l, tokenize_rouge};
-use crate::domain::{Artifact, ForgeryType, Label};
+use crate::domain::{Artifact, ForgeryType, Label, TypeScores};
 
 /// What the dataset says about an item.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,6 +30,7 @@ pub struct Prediction {
     pub slice: Option<String>,
     pub truth: Truth,
     pub p_fake: Option<f64>,
+    pub type_scores: Option<TypeScores>,
     /// The most likely type by the type scores (whatever the label).
     pub forgery_type: Option<ForgeryType>,
     pub explanation: Option<String>,
