@@ -48,6 +48,9 @@ pub struct AdapterRecord {
     pub hyper_parameters: Value,
     pub metrics: Value,
     pub previous_active_id: Option<String>,
+    /// The projector trained with the LoRA (adapter store path), if any.
+    pub mmproj_path: Option<String>,
+    pub mmproj_sha256: Option<String>,
     pub created_at: DateTime<Utc>,
     pub promoted_at: Option<DateTime<Utc>>,
     pub retired_at: Option<DateTime<Utc>>,
@@ -61,6 +64,8 @@ pub struct AdapterRef {
     pub path: String,
     pub sha256: String,
     pub scale: f32,
+    pub mmproj_path: Option<String>,
+    pub mmproj_sha256: Option<String>,
 }
 
 impl From<&AdapterRecord> for AdapterRef {
@@ -70,6 +75,8 @@ impl From<&AdapterRecord> for AdapterRef {
             path: row.path.clone(),
             sha256: row.sha256.clone(),
             scale: row.scale,
+            mmproj_path: row.mmproj_path.clone(),
+            mmproj_sha256: row.mmproj_sha256.clone(),
         }
     }
 }
@@ -86,14 +93,20 @@ pub struct NewAdapter {
     pub origin: AdapterOrigin,
     pub training_data: Value,
     pub hyper_parameters: Value,
+    /// The projector trained with it: (adapter store path, sha256).
+    pub mmproj: Option<(String, String)>,
 }
 
-/// A LoRA adapter to apply, with the id verdicts will name it by.
+/// A LoRA adapter to apply, with the id verdicts will name it by, and the
+/// projector trained with it (DFA-GPT's recipe trains both).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterSpec {
     pub id: String,
     pub path: PathBuf,
     pub scale: f32,
+    /// An mmproj GGUF to serve with this adapter instead of the configured
+    /// `model.mmproj`; None: the configured one.
+    pub mmproj: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
@@ -18,7 +19,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::adapters::Adapters;
 use super::render::ChatFormat;
 use super::scheduler::Shared;
-use super::{EngineConfig, EngineError};
+use super::{AdapterSpec, EngineConfig, EngineError};
 use crate::domain::sha256_file;
 use crate::domain::ModelIdentity;
 use crate::settings::{FlashAttention, KvCacheKind};
@@ -44,11 +45,45 @@ pub(super) struct Loaded {
     /// The model files' identity, without an adapter.
     pub base: ModelIdentity,
     pub mtmd: MtmdContext,
+    /// The mmproj `mtmd` was opened from: `model.mmproj`, or the active
+    /// adapter's own projector.
+    pub mmproj: PathBuf,
+    /// `model.mmproj`, served when the adapter brings no projector.
+    pub configured_mmproj: PathBuf,
     pub adapters: Adapters,
     pub shared: Shared,
     pub image_tokens: usize,
     pub threads: i32,
     pub threads_batch: i32,
+    pub model_gpu_layers: u32,
+}
+
+pub(super) fn wanted_mmproj<'a>(configured: &'a Path, adapter: Option<&'a AdapterSpec>) -> &'a Path {
+    adapter
+        .and_then(|a| a.mmproj.as_deref())
+        .unwrap_or(configured)
+}
+
+/// `open_mtmd`, refusing what the engine cannot serve.
+fn open_checked_mtmd(
+    model: &LlamaModel,
+    mmproj: &Path,
+    threads: i32,
+    use_gpu: bool,
+) -> Result<(MtmdContext, String), EngineError> {
+    let (mtmd, marker) = open_mtmd(model, mmproj, threads, use_gpu)?;
+    if !mtmd.support_vision() {
+        return Err(EngineError::Load(format!(
+            "{} has no vision encoder",
+            mmproj.display()
+        )));
+    }
+    if mtmd.decode_use_mrope() || mtmd.decode_use_non_causal() {
+        return Err(EngineError::Load(
+            "this mmproj needs M-RoPE or non-causal image decoding; only LLaVA-style models are supported".into(),
+        ));
+    }
+    Ok((mtmd, marker))
 }
 
 impl Loaded {
@@ -62,25 +97,14 @@ impl Loaded {
         let model_params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
         let mut model = LlamaModel::load_from_file(backend, &config.gguf, &model_params)
             .map_err(|e| load_err(&config.gguf.display().to_string(), &e))?;
+        let mmproj = wanted_mmproj(&config.mmproj, config.adapter.as_ref()).to_path_buf();
         let base = ModelIdentity {
             base_sha256: sha256_file(&config.gguf)
                 .map_err(|e| load_err("hashing the model", &e))?,
-            mmproj_sha256: sha256_file(&config.mmproj)
-                .map_err(|e| load_err("hashing the mmproj", &e))?,
+            mmproj_sha256: sha256_file(&mmproj).map_err(|e| load_err("hashing the mmproj", &e))?,
             adapter: None,
         };
-        let (mtmd, marker) = open_mtmd(&model, &config.mmproj, threads, gpu_layers > 0)?;
-        if !mtmd.support_vision() {
-            return Err(EngineError::Load(format!(
-                "{} has no vision encoder",
-                config.mmproj.display()
-            )));
-        }
-        if mtmd.decode_use_mrope() || mtmd.decode_use_non_causal() {
-            return Err(EngineError::Load(
-                "this mmproj needs M-RoPE or non-causal image decoding; only LLaVA-style models are supported".into(),
-            ));
-        }
+        let (mtmd, marker) = open_checked_mtmd(&model, &mmproj, threads, gpu_layers > 0)?;
 
         let mut adapters = Adapters::new();
         if let Some(spec) = &config.adapter {
@@ -96,12 +120,42 @@ impl Loaded {
             model,
             base,
             mtmd,
+            mmproj,
+            configured_mmproj: config.mmproj.clone(),
             adapters,
             shared,
             image_tokens,
             threads,
             threads_batch,
+            model_gpu_layers: gpu_layers,
         })
+    }
+
+    /// The mmproj `adapter` is served with.
+    pub fn mmproj_for<'a>(&'a self, adapter: Option<&'a AdapterSpec>) -> &'a Path {
+        wanted_mmproj(&self.configured_mmproj, adapter)
+    }
+
+    /// Serves images through `path`'s projector from now on. A projector
+    /// trained with a LoRA keeps the vision tower and the image token count;
+    /// one that changes the count would not fit the checked context, so it is
+    /// refused and the current one stays.
+    pub fn reopen_mtmd(&mut self, path: &Path) -> Result<(), EngineError> {
+        let sha256 = sha256_file(path).map_err(|e| load_err("hashing the mmproj", &e))?;
+        let use_gpu = !matches!(self.model_gpu_layers, 0);
+        let (mtmd, marker) = open_checked_mtmd(&self.model, path, self.threads, use_gpu)?;
+        let tokens = count_image_tokens(&mtmd, &marker)?;
+        if tokens != self.image_tokens {
+            return Err(EngineError::Load(format!(
+                "{}: {tokens} tokens per image where the served mmproj has {}",
+                path.display(),
+                self.image_tokens
+            )));
+        }
+        self.mtmd = mtmd;
+        self.mmproj = path.to_path_buf();
+        self.base.mmproj_sha256 = sha256;
+        Ok(())
     }
 
     /// The parameters of each new context (one per adapter file load).

@@ -1,6 +1,7 @@
 //! The engine thread: loads the model, owns every llama.cpp object, and runs
 //! the scheduler between commands. LoRA adapters need `&mut LlamaModel`, so
-//! loading a new adapter file drops the context and makes a new one.
+//! loading a new adapter file drops the context and makes a new one; so does
+//! an adapter's own projector (a new mtmd context).
 //!
 //! Each turn of the serving loop: receive commands → admit waiting jobs →
 //! (when idle) apply a pending adapter swap → step the batch, which replies
@@ -13,7 +14,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use tokio::sync::{mpsc, oneshot};
 
 use super::adapters::{Adapters, Switch};
-use super::load::{backend, load_err, Loaded};
+use super::load::{backend, load_err, wanted_mmproj, Loaded};
 use super::scheduler::{Job, Scheduler};
 use super::{AdapterSpec, Command, EngineConfig, EngineError, EngineInfo};
 use crate::domain::ModelIdentity;
@@ -38,7 +39,7 @@ struct Backlog {
 enum ContextEnd {
     /// The command queue closed (or the starter went away): stop.
     Closed,
-    /// An adapter file must be loaded, which needs the context gone.
+    /// An adapter file or a projector must be loaded, which needs the context gone.
     LoadAdapter(SwapRequest),
 }
 
@@ -115,6 +116,12 @@ fn serve_context(
         admit(&mut sched, &mut backlog.waiting);
         if sched.is_idle() && backlog.waiting.is_empty() {
             if let Some(request) = backlog.swap.take() {
+                // A different projector needs a new mtmd context, which the
+                // scheduler holds: like a new adapter file, it waits for no context.
+                let wanted = wanted_mmproj(&loaded.configured_mmproj, request.adapter.as_ref());
+                if wanted != loaded.mmproj {
+                    return Ok(ContextEnd::LoadAdapter(request));
+                }
                 if let Some(request) =
                     swap_when_idle(&mut loaded.adapters, &mut sched, request, &loaded.base)
                 {
@@ -225,25 +232,27 @@ fn swap_when_idle(
     }
 }
 
-/// Loads a swap's adapter file (no context exists now) and makes it active;
-/// returns the swap to answer once the next context is up, or `None` when it
-/// was answered with an error.
+/// Loads a swap's adapter file and projector (no context exists now) and
+/// makes them active; returns the swap to answer once the next context is
+/// up, or `None` when it was answered with an error (nothing changed then).
 fn load_adapter(loaded: &mut Loaded, request: SwapRequest) -> Option<SwapRequest> {
-    let Some(spec) = &request.adapter else {
-        // Removing an adapter never needs a file load; answer rather than panic.
-        let _ = request.reply.send(Err(EngineError::Adapter(
-            "internal: nothing to load".into(),
-        )));
-        return None;
+    let index = match &request.adapter {
+        Some(spec) => match loaded.adapters.load(&mut loaded.model, spec) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                let _ = request.reply.send(Err(e));
+                return None;
+            }
+        },
+        None => None,
     };
-    match loaded.adapters.load(&mut loaded.model, spec) {
-        Ok(i) => {
-            loaded.adapters.active = Some((i, spec.clone()));
-            Some(request)
-        }
-        Err(e) => {
+    let wanted = loaded.mmproj_for(request.adapter.as_ref()).to_path_buf();
+    if wanted != loaded.mmproj {
+        if let Err(e) = loaded.reopen_mtmd(&wanted) {
             let _ = request.reply.send(Err(e));
-            None
+            return None;
         }
     }
+    loaded.adapters.active = index.zip(request.adapter.clone());
+    Some(request)
 }

@@ -79,6 +79,7 @@ pub(super) async fn register_candidate(
             epoch_losses: &trained.report.epoch_losses,
         }
         .to_json()?,
+        projector: None,
     };
     let id = AdapterId::ByContent {
         prefix: format!("lora-{stamp}"),

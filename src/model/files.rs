@@ -66,5 +66,10 @@ pub fn adapter_spec(path: &str, scale: f32) -> Option<AdapterSpec> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "adapter".into());
-    Some(AdapterSpec { id, path, scale })
+    Some(AdapterSpec {
+        id,
+        path,
+        scale,
+        mmproj: None,
+    })
 }

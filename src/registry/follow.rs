@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{registry_spec, verify_file};
+use super::{registry_spec, verify_entry};
 use crate::domain::adapter::AdapterRef;
 use crate::engine::{AdapterSpec, Backend};
 use crate::settings::Settings;
@@ -35,7 +35,7 @@ pub async fn follow_registry<B: Backend>(
         .max(Duration::from_millis(50));
     // A file that failed verification or loading is not retried until the
     // registry names something else.
-    let mut refused: Option<(String, String)> = None;
+    let mut refused: Option<(String, String, Option<String>)> = None;
     loop {
         match store.active_adapter_ref().await {
             Ok(active) => {
@@ -43,9 +43,11 @@ pub async fn follow_registry<B: Backend>(
                     Some(row) => Some(registry_spec(row, &dir)),
                     None => initial.clone(),
                 };
-                let key = active.as_ref().map(|r| (r.id.clone(), r.sha256.clone()));
+                let key = active
+                    .as_ref()
+                    .map(|r| (r.id.clone(), r.sha256.clone(), r.mmproj_sha256.clone()));
                 if wanted != serving && (key.is_none() || key != refused) {
-                    match swap(backend.as_ref(), wanted.clone(), active.as_ref()).await {
+                    match swap(backend.as_ref(), wanted.clone(), active.as_ref(), &dir).await {
                         Ok(()) => {
                             tracing::info!(adapter = %name(&wanted), "now serving adapter");
                             on_serving(&name(&wanted));
@@ -74,11 +76,12 @@ async fn swap<B: Backend>(
     backend: &B,
     spec: Option<AdapterSpec>,
     row: Option<&AdapterRef>,
+    dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    if let (Some(spec), Some(row)) = (&spec, row) {
-        // Serve only the bytes the registry evaluated.
-        let (path, expected) = (spec.path.clone(), row.sha256.clone());
-        tokio::task::spawn_blocking(move || verify_file(&path, &expected)).await??;
+    if let (Some(_), Some(row)) = (&spec, row) {
+        // Serve only the bytes the registry evaluated: the LoRA and its projector.
+        let (row, dir) = (row.clone(), dir.to_path_buf());
+        tokio::task::spawn_blocking(move || verify_entry(&row, &dir)).await??;
     }
     backend.set_adapter(spec).await?;
     Ok(())

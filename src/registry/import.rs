@@ -80,6 +80,7 @@ pub async fn import_peft(
         origin: AdapterOrigin::Import,
         training_data,
         hyper_parameters,
+        projector: None,
     };
     let spec = register(&store, adapters_dir, staged, AdapterId::Given(id), row).await?;
     Ok(Imported {

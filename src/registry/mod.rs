@@ -67,7 +67,21 @@ pub fn registry_spec(row: &AdapterRef, dir: &Path) -> AdapterSpec {
         id: row.id.clone(),
         path: resolve_adapter_path(dir, &row.path),
         scale: row.scale,
+        mmproj: row
+            .mmproj_path
+            .as_deref()
+            .map(|p| resolve_adapter_path(dir, p)),
     }
+}
+
+/// Checks an entry's files (the LoRA and its projector, if any) against the
+/// sha256s the registry recorded (blocking).
+pub fn verify_entry(row: &AdapterRef, dir: &Path) -> Result<(), AdapterFileError> {
+    verify_file(&resolve_adapter_path(dir, &row.path), &row.sha256)?;
+    if let (Some(path), Some(sha256)) = (&row.mmproj_path, &row.mmproj_sha256) {
+        verify_file(&resolve_adapter_path(dir, path), sha256)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +111,8 @@ pub async fn promote(
         .adapter(id)
         .await?
         .ok_or_else(|| PromoteError::NotFound(id.to_string()))?;
-    let spec = registry_spec(&(&row).into(), Path::new(&settings.adapters.dir));
-    let (path, expected) = (spec.path, row.sha256);
-    tokio::task::spawn_blocking(move || verify_file(&path, &expected))
+    let (entry, dir): (AdapterRef, PathBuf) = ((&row).into(), settings.adapters.dir.clone().into());
+    tokio::task::spawn_blocking(move || verify_entry(&entry, &dir))
         .await
         .map_err(PromoteError::Task)?
         .map_err(PromoteError::Unverified)?;

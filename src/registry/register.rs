@@ -38,6 +38,9 @@ pub struct Registration {
     pub origin: AdapterOrigin,
     pub training_data: Value,
     pub hyper_parameters: Value,
+    /// A complete mmproj file staged in the adapter store: the projector
+    /// trained with the LoRA, registered with it as `<id>.mmproj.gguf`.
+    pub projector: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +72,25 @@ pub async fn register(
     row: Registration,
 ) -> Result<AdapterSpec, RegisterError> {
     let dir = adapters_dir.to_path_buf();
-    let leftover = staged.clone();
-    // Hashing and the durable rename are blocking.
-    let placed = tokio::task::spawn_blocking(move || place(&dir, &staged, id))
+    let mut leftovers = vec![staged.clone()];
+    leftovers.extend(row.projector.clone());
+    let projector = row.projector.clone();
+    // Hashing and the durable renames are blocking.
+    let placed = tokio::task::spawn_blocking(move || place_pair(&dir, &staged, projector, id))
         .await
         .map_err(RegisterError::Task)
         .and_then(|r| r);
-    let (id, file_name, sha256) = match placed {
+    let Placed {
+        id,
+        file_name,
+        sha256,
+        projector,
+    } = match placed {
         Ok(placed) => placed,
         Err(e) => {
-            remove_quietly(leftover).await;
+            for f in leftovers {
+                remove_quietly(f).await;
+            }
             return Err(e);
         }
     };
@@ -93,17 +105,71 @@ pub async fn register(
             origin: row.origin,
             training_data: row.training_data,
             hyper_parameters: row.hyper_parameters,
+            mmproj: projector.clone(),
         })
         .await
         .map_err(RegisterError::Insert);
     if let Err(e) = inserted {
         remove_quietly(adapters_dir.join(&file_name)).await;
+        if let Some((name, _)) = projector {
+            remove_quietly(adapters_dir.join(name)).await;
+        }
         return Err(e);
     }
     Ok(AdapterSpec {
         id,
         path: adapters_dir.join(file_name),
         scale: 1.0,
+        mmproj: projector.map(|(name, _)| adapters_dir.join(name)),
+    })
+}
+
+/// Where a registration's files went.
+#[derive(Debug)]
+struct Placed {
+    id: String,
+    file_name: String,
+    sha256: String,
+    /// The projector's file name and sha256.
+    projector: Option<(String, String)>,
+}
+
+/// Publishes the LoRA as `<id>.gguf` and its projector, if any, as
+/// `<id>.mmproj.gguf`; on a failure with the projector, the published LoRA
+/// is taken back so that nothing is left half registered (blocking).
+fn place_pair(
+    dir: &Path,
+    staged: &Path,
+    projector: Option<PathBuf>,
+    id: AdapterId,
+) -> Result<Placed, RegisterError> {
+    let (id, file_name, sha256) = place(dir, staged, id)?;
+    let projector = match projector {
+        None => None,
+        Some(staged_mmproj) => {
+            let placed = sha256_file(&staged_mmproj)
+                .map_err(RegisterError::Hash)
+                .and_then(|sha| {
+                    let name = format!("{id}.mmproj.gguf");
+                    let path = dir.join(&name);
+                    atomic::publish(&staged_mmproj, &path)
+                        .map_err(|source| RegisterError::Publish { path, source })?;
+                    Ok((name, sha))
+                });
+            match placed {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = std::fs::remove_file(dir.join(&file_name));
+                    return Err(e);
+                }
+            }
+        }
+    };
+    Ok(Placed {
+        id,
+        file_name,
+        sha256,
+        projector,
     })
 }
 
@@ -191,5 +257,40 @@ mod tests {
             b"first"
         );
         assert!(staged.exists(), "the refused file is left for the caller");
+    }
+
+    #[test]
+    fn a_projector_is_placed_beside_its_lora_or_neither_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lora, mmproj) = (dir.path().join(".lora"), dir.path().join(".mmproj"));
+        atomic::write(&lora, b"lora").unwrap();
+        atomic::write(&mmproj, b"projector").unwrap();
+        let placed = place_pair(
+            dir.path(),
+            &lora,
+            Some(mmproj.clone()),
+            AdapterId::Given("pair".into()),
+        )
+        .unwrap();
+        assert_eq!(placed.file_name, "pair.gguf");
+        let (name, sha) = placed.projector.unwrap();
+        assert_eq!(name, "pair.mmproj.gguf");
+        assert_eq!(sha, crate::domain::sha256_hex(b"projector"));
+        assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), b"projector");
+
+        // The projector's name is taken: the LoRA published first is taken back.
+        atomic::write(&lora, b"lora 2").unwrap();
+        atomic::write(&dir.path().join("second.mmproj.gguf"), b"someone else's").unwrap();
+        atomic::write(&mmproj, b"projector 2").unwrap();
+        let err = place_pair(
+            dir.path(),
+            &lora,
+            Some(mmproj.clone()),
+            AdapterId::Given("second".into()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RegisterError::Publish { .. }), "{err:?}");
+        assert!(!dir.path().join("second.gguf").exists());
+        assert!(mmproj.exists(), "the refused projector is left for the caller");
     }
 }

@@ -47,7 +47,8 @@ impl From<sqlx::Error> for RegistryError {
 }
 
 const ADAPTER_COLUMNS: &str = "id, path, sha256, base_model_sha256, parent_id, status, status_reason, scale, origin, \
-     training_data, hyper_parameters, metrics, previous_active_id, created_at, promoted_at, retired_at";
+     training_data, hyper_parameters, metrics, previous_active_id, mmproj_path, mmproj_sha256, created_at, promoted_at, \
+     retired_at";
 
 impl Store {
     /// Stores a correction once: the same message again changes nothing, and
@@ -122,8 +123,8 @@ impl Store {
     pub async fn insert_adapter(&self, a: &NewAdapter) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO adapters (id, path, sha256, base_model_sha256, parent_id, status, scale, origin, \
-                                   training_data, hyper_parameters) \
-             VALUES ($1, $2, $3, $4, $5, 'candidate', $6, $7, $8, $9)",
+                                   training_data, hyper_parameters, mmproj_path, mmproj_sha256) \
+             VALUES ($1, $2, $3, $4, $5, 'candidate', $6, $7, $8, $9, $10, $11)",
         )
         .bind(&a.id)
         .bind(&a.path)
@@ -134,6 +135,8 @@ impl Store {
         .bind(a.origin)
         .bind(&a.training_data)
         .bind(&a.hyper_parameters)
+        .bind(a.mmproj.as_ref().map(|m| &m.0))
+        .bind(a.mmproj.as_ref().map(|m| &m.1))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -168,7 +171,10 @@ impl Store {
     /// The active adapter's file and scale (the workers' poll).
     pub async fn active_adapter_ref(&self) -> Result<Option<AdapterRef>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT id, path, sha256, scale FROM adapters WHERE status = 'active'")
+            sqlx::query_as(
+                "SELECT id, path, sha256, scale, mmproj_path, mmproj_sha256 FROM adapters \
+                 WHERE status = 'active'",
+            )
                 .fetch_optional(self.pool())
                 .await?,
         )

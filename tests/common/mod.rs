@@ -95,6 +95,7 @@ pub fn adapter(index: usize, scale: f32) -> AdapterSpec {
         id: format!("tiny-{index}"),
         path: tiny().adapters[index].clone(),
         scale,
+        mmproj: None,
     }
 }
 

@@ -29,6 +29,7 @@ async fn candidate(h: &Harness, index: usize, id: &str) {
             origin: AdapterOrigin::Import,
             training_data: json!({}),
             hyper_parameters: json!({}),
+            projector: None,
         },
     )
     .await
