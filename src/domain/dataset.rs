@@ -58,12 +58,15 @@ pub struct Record {
 }
 
 /// Reads one line (1-based `line`); the error says what is wrong with it.
-pub fn parse_record(text: &str, line: usize, base: &Path, prompts: &Prompts) -> Result<Record, String> {
+pub fn parse_record(
+    text: &str,
+    line: usize,
+    base: &Path,
+    prompts: &Prompts,
+) -> Result<Record, String> {
     let wire: Wire =
         serde_json::from_str(text).map_err(|e| format!("not a LLaVA conversation: {e}"))?;
-    let image = wire
-        .image
-        .ok_or("no `image`: every item needs an image")?;
+    let image = wire.image.ok_or("no `image`: every item needs an image")?;
     if wire.conversations.is_empty() || !wire.conversations.len().is_multiple_of(2) {
         return Err("`conversations` must alternate human and gpt messages, in pairs".into());
     }
@@ -131,4 +134,3 @@ pub fn parse_records(text: &str, base: &Path, prompts: &Prompts) -> (Vec<Record>
     }
     (records, errors)
 }
-

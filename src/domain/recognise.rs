@@ -21,7 +21,12 @@ pub enum Recognised {
 
 /// Questions compare without case, surrounding space and final punctuation.
 pub fn same_text(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.trim().trim_end_matches(['.', '?', '!']).trim().to_string();
+    let norm = |s: &str| {
+        s.trim()
+            .trim_end_matches(['.', '?', '!'])
+            .trim()
+            .to_string()
+    };
     norm(a).eq_ignore_ascii_case(&norm(b))
 }
 
@@ -105,7 +110,10 @@ mod tests {
         );
         let Recognised::Artifacts(a) = recognise(
             &p,
-            &turn(&p.artifacts.question, "1. **Eyes**: odd glints.\n2. **Nose**: smeared."),
+            &turn(
+                &p.artifacts.question,
+                "1. **Eyes**: odd glints.\n2. **Nose**: smeared.",
+            ),
         ) else {
             panic!("artifacts question not recognised")
         };

@@ -58,7 +58,10 @@ pub(super) struct Loaded {
     pub model_gpu_layers: u32,
 }
 
-pub(super) fn wanted_mmproj<'a>(configured: &'a Path, adapter: Option<&'a AdapterSpec>) -> &'a Path {
+pub(super) fn wanted_mmproj<'a>(
+    configured: &'a Path,
+    adapter: Option<&'a AdapterSpec>,
+) -> &'a Path {
     adapter
         .and_then(|a| a.mmproj.as_deref())
         .unwrap_or(configured)

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::domain::dataset::Record;
 use crate::domain::prompts::{Prompts, Turn};
 use crate::domain::recognise::{recognise, Recognised};
-use crate::domain::dataset::Record;
 use crate::metrics::report::Truth;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +61,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::domain::{ForgeryType, Label};
     use crate::domain::dataset::parse_records;
+    use crate::domain::{ForgeryType, Label};
 
     #[test]
     fn sorts_turns_into_truth_and_conversation() {

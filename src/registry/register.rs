@@ -291,6 +291,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, RegisterError::Publish { .. }), "{err:?}");
         assert!(!dir.path().join("second.gguf").exists());
-        assert!(mmproj.exists(), "the refused projector is left for the caller");
+        assert!(
+            mmproj.exists(),
+            "the refused projector is left for the caller"
+        );
     }
 }

@@ -170,14 +170,12 @@ impl Store {
 
     /// The active adapter's file and scale (the workers' poll).
     pub async fn active_adapter_ref(&self) -> Result<Option<AdapterRef>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT id, path, sha256, scale, mmproj_path, mmproj_sha256 FROM adapters \
+        Ok(sqlx::query_as(
+            "SELECT id, path, sha256, scale, mmproj_path, mmproj_sha256 FROM adapters \
                  WHERE status = 'active'",
-            )
-                .fetch_optional(self.pool())
-                .await?,
         )
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn adapter(&self, id: &str) -> Result<Option<AdapterRecord>, StoreError> {
