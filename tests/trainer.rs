@@ -44,6 +44,7 @@ fn config(seed: u64) -> TrainConfig {
         epochs: 3,
         batch_size: 2,
         seed,
+        train_projector: false,
     }
 }
 

@@ -77,6 +77,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
+    /// DFA-GPT's recipe: train the vision projector (mm.0/mm.2) with the
+    /// LoRA, the vision tower and the LLM frozen. Off: the LoRA alone.
+    #[serde(default)]
+    pub train_projector: bool,
 }
 
 #[cfg(test)]
@@ -97,5 +101,19 @@ mod tests {
         }
         assert_eq!(Projection::parse("ffn_up"), None);
         assert_eq!(Projection::parse("gate"), None);
+    }
+
+    #[test]
+    fn projector_training_is_off_unless_asked_for() {
+        let base = r#"{"targets":["q_proj"],"rank":8,"alpha":16.0,"dropout":0.0,
+            "learning_rate":0.001,"weight_decay":0.0,"epochs":1,"batch_size":2,"seed":1"#;
+        let off: TrainConfig = serde_json::from_str(&format!("{base}}}")).unwrap();
+        assert!(
+            !off.train_projector,
+            "older records and settings lack the key"
+        );
+        let on: TrainConfig =
+            serde_json::from_str(&format!(r#"{base},"train_projector":true}}"#)).unwrap();
+        assert!(on.train_projector);
     }
 }

@@ -19,7 +19,7 @@ use llama_cpp_2::mtmd::{
 };
 use llama_cpp_2::token::LlamaToken;
 
-use super::{Example, ImageEmbedding, TrainError};
+use super::{Example, ExampleImage, ImageEmbedding, TrainError};
 use crate::domain::prompts::{Prompts, Turn};
 use crate::engine::llama::{self, ChatFormat};
 use crate::intake::DecodedImage;
@@ -139,6 +139,18 @@ impl Featurizer {
     pub fn example(
         &self,
         image: Option<Arc<ImageEmbedding>>,
+        history: &[Turn],
+        question: &str,
+        answer: &str,
+    ) -> Result<Example, TrainError> {
+        self.example_with(image.map(ExampleImage::from), history, question, answer)
+    }
+
+    /// `example` for either image form: tower features
+    /// (`vision::VisionTower::features`) when the projector is trained.
+    pub fn example_with(
+        &self,
+        image: Option<ExampleImage>,
         history: &[Turn],
         question: &str,
         answer: &str,

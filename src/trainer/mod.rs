@@ -2,15 +2,25 @@
 //! LLM comes from the serving GGUF, the image embeddings from llama.cpp's own
 //! mtmd encoder (`featurize`), and the result is a GGUF adapter llama.cpp
 //! loads. The loss covers the answer tokens only.
+//!
+//! DFA-GPT's recipe also trains the projector (`TrainConfig::train_projector`):
+//! the frozen vision tower runs in candle (`vision`) to give pre-projector
+//! features, the projector (`projector`) runs in the graph with the LoRA, and
+//! it is written back as a new mmproj (`mmproj`).
 
 pub mod adapter_file;
 pub mod base;
+pub mod clip_image;
+pub mod example;
 pub mod featurize;
+pub mod ggml_cpu;
 pub mod lora;
+pub mod mmproj;
 pub mod peft;
+pub mod projector;
 pub mod shape;
+pub mod vision;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
@@ -23,7 +33,9 @@ use serde::Serialize;
 
 pub use crate::domain::lora::TrainConfig;
 use base::BaseModel;
+pub use example::{Example, ExampleImage, ImageEmbedding, TowerFeatures};
 use lora::LoraSet;
+use projector::ProjectorSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -37,68 +49,14 @@ pub enum TrainError {
     Io(String),
     #[error("llama.cpp: {0}")]
     Llama(String),
+    #[error("vision tower: {0}")]
+    Vision(String),
+    #[error("projector: {0}")]
+    Projector(String),
     #[error("nothing to train on")]
     NoExamples,
     #[error(transparent)]
     Write(#[from] crate::model::gguf_write::GgufWriteError),
-}
-
-/// Image embeddings as llama.cpp's mtmd encoder produced them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageEmbedding {
-    pub n_tokens: usize,
-    pub n_embd: usize,
-    pub data: Vec<f32>,
-}
-
-/// One supervised turn: text before the image (BOS included), the image,
-/// then the text after it ending in the answer the loss is taken on.
-#[derive(Debug, Clone)]
-pub struct Example {
-    pub prefix: Vec<u32>,
-    pub image: Option<Arc<ImageEmbedding>>,
-    pub suffix: Vec<u32>,
-    /// Index into `suffix` where the answer starts.
-    pub answer_start: usize,
-}
-
-impl Example {
-    pub fn image_tokens(&self) -> usize {
-        self.image.as_ref().map_or(0, |i| i.n_tokens)
-    }
-
-    pub fn len(&self) -> usize {
-        self.prefix.len() + self.image_tokens() + self.suffix.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn answer_tokens(&self) -> &[u32] {
-        &self.suffix[self.answer_start..]
-    }
-
-    /// First position whose logits predict an answer token.
-    pub fn first_target_row(&self) -> usize {
-        self.prefix.len() + self.image_tokens() + self.answer_start - 1
-    }
-
-    /// Input embeddings, (T, E).
-    pub fn embeddings(&self, base: &BaseModel) -> Result<Tensor, TrainError> {
-        let mut parts = vec![base.embed_tokens(&self.prefix)?];
-        if let Some(img) = &self.image {
-            parts.push(Tensor::from_slice(
-                &img.data,
-                (img.n_tokens, img.n_embd),
-                &base.device,
-            )?);
-        }
-        if !self.suffix.is_empty() {
-            parts.push(base.embed_tokens(&self.suffix)?);
-        }
-        Ok(Tensor::cat(&parts, 0)?)
-    }
 }
 
 /// Summed negative log-likelihood of the answer tokens, and their count.
@@ -107,11 +65,22 @@ pub fn answer_nll(
     lora: Option<&LoraSet>,
     example: &Example,
 ) -> Result<(Tensor, usize), TrainError> {
+    answer_nll_with(base, lora, None, example)
+}
+
+/// `answer_nll` with the image's tower features (if the example carries
+/// them) projected by `projector`.
+pub fn answer_nll_with(
+    base: &BaseModel,
+    lora: Option<&LoraSet>,
+    projector: Option<&ProjectorSet>,
+    example: &Example,
+) -> Result<(Tensor, usize), TrainError> {
     let targets = example.answer_tokens();
     if targets.is_empty() || example.prefix.is_empty() {
         return Err(TrainError::NoExamples);
     }
-    let hidden = base.hidden(&example.embeddings(base)?, lora)?;
+    let hidden = base.hidden(&example.embeddings_with(base, projector)?, lora)?;
     let rows = hidden.narrow(0, example.first_target_row(), targets.len())?;
     let logp = candle_nn::ops::log_softmax(&base.logits(&rows)?, D::Minus1)?;
     let ids = Tensor::new(targets, &base.device)?.unsqueeze(1)?;
@@ -125,9 +94,19 @@ pub fn mean_loss(
     lora: Option<&LoraSet>,
     examples: &[Example],
 ) -> Result<f64, TrainError> {
+    mean_loss_with(base, lora, None, examples)
+}
+
+/// `mean_loss` with tower features projected by `projector`.
+pub fn mean_loss_with(
+    base: &BaseModel,
+    lora: Option<&LoraSet>,
+    projector: Option<&ProjectorSet>,
+    examples: &[Example],
+) -> Result<f64, TrainError> {
     let (mut total, mut n) = (0.0, 0);
     for ex in examples {
-        let (nll, count) = answer_nll(base, lora, ex)?;
+        let (nll, count) = answer_nll_with(base, lora, projector, ex)?;
         total += nll.to_scalar::<f32>()? as f64;
         n += count;
     }
@@ -165,16 +144,47 @@ pub fn train(
     lora: &mut LoraSet,
     examples: &[Example],
     config: &TrainConfig,
+    progress: impl FnMut(usize, usize, f64),
+) -> Result<TrainReport, TrainError> {
+    train_with(base, lora, None, examples, config, progress)
+}
+
+/// `train` with a projector in the graph: examples carrying tower features
+/// are projected by it, and with `config.train_projector` its weights are
+/// trained with the LoRA (same optimizer and hyper-parameters; the LLM and
+/// the vision tower stay frozen).
+pub fn train_with(
+    base: &BaseModel,
+    lora: &mut LoraSet,
+    projector: Option<&ProjectorSet>,
+    examples: &[Example],
+    config: &TrainConfig,
     mut progress: impl FnMut(usize, usize, f64),
 ) -> Result<TrainReport, TrainError> {
     if examples.is_empty() {
         return Err(TrainError::NoExamples);
     }
+    let mut vars = lora.vars();
+    if config.train_projector {
+        let projector = projector.ok_or_else(|| {
+            TrainError::Projector("train_projector is on but no projector was given".into())
+        })?;
+        // An example with llama.cpp's embeddings would bypass the projector
+        // and silently contribute nothing to it.
+        if let Some(i) = examples
+            .iter()
+            .position(|e| matches!(e.image, Some(ExampleImage::Embedded(_))))
+        {
+            return Err(TrainError::Projector(format!(
+                "example {i} has post-projector embeddings; training the projector needs tower features"
+            )));
+        }
+        vars.extend(projector.vars());
+    }
     let started = Instant::now();
     let batch = config.batch_size.max(1);
     let steps_per_epoch = examples.len().div_ceil(batch);
     let total = steps_per_epoch * config.epochs;
-    let vars = lora.vars();
     let mut opt = AdamW::new(
         vars.clone(),
         ParamsAdamW {
@@ -201,7 +211,7 @@ pub fn train(
             let mut acc = GradStore::default();
             let mut value = 0.0;
             for &i in chunk {
-                let (nll, _) = answer_nll(base, Some(lora), &examples[i])?;
+                let (nll, _) = answer_nll_with(base, Some(lora), projector, &examples[i])?;
                 let loss = (nll / n as f64)?;
                 value += loss.to_scalar::<f32>()? as f64;
                 tokens += examples[i].len();

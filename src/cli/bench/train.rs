@@ -125,6 +125,7 @@ fn config() -> TrainConfig {
         epochs: 1,
         batch_size: 4,
         seed: 42,
+        train_projector: false,
     }
 }
 
