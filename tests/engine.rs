@@ -232,3 +232,80 @@ async fn impossible_context_is_rejected_naming_the_setting() {
     let err = Engine::start(config).await.err().expect("must be rejected");
     assert!(err.to_string().contains("engine.n_ctx"), "{err}");
 }
+
+/// The tiny mmproj with its projector's output bias shifted: what
+/// `retrain.train_projector` produces, as far as the engine can tell.
+fn shifted_mmproj(dir: &std::path::Path) -> std::path::PathBuf {
+    use candle_core::{Device, Tensor};
+    use dfa::trainer::projector::ProjectorSet;
+    let original = &common::tiny().mmproj;
+    let projector = ProjectorSet::from_mmproj(original, &Device::Cpu).expect("projector");
+    let shifted: Vec<(String, Tensor)> = projector
+        .named_tensors()
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name == "mm.2.bias")
+        .map(|(name, t)| (name, (&t + 1.0).unwrap()))
+        .collect();
+    assert_eq!(shifted.len(), 1, "the tiny mmproj has mm.2.bias");
+    let out = dir.join("shifted.mmproj.gguf");
+    dfa::trainer::mmproj::write_replacing(original, &out, &shifted).expect("write the mmproj");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapters_own_projector_is_swapped_in_and_out_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mmproj = shifted_mmproj(dir.path());
+    let engine = common::engine(None).await;
+    let base_mmproj = engine.info().model.mmproj_sha256.clone();
+    engine
+        .set_adapter(Some(common::adapter(0, 1.0)))
+        .await
+        .unwrap();
+    let lora_only = screen(&engine, 5).await;
+
+    let pair = dfa::engine::AdapterSpec {
+        mmproj: Some(mmproj.clone()),
+        ..common::adapter(0, 1.0)
+    };
+    let identity = engine.set_adapter(Some(pair.clone())).await.unwrap();
+    assert_eq!(identity.mmproj_sha256, dfa::domain::sha256_file(&mmproj).unwrap());
+    assert_ne!(identity.mmproj_sha256, base_mmproj);
+    let with_projector = screen(&engine, 5).await;
+    assert_eq!(with_projector.model.mmproj_sha256, identity.mmproj_sha256);
+    assert_ne!(
+        logits(&with_projector),
+        logits(&lora_only),
+        "the adapter's projector did not change what the model sees"
+    );
+
+    // A projector that cannot be opened is refused; the pair keeps serving.
+    let broken = dir.path().join("broken.mmproj.gguf");
+    std::fs::write(&broken, b"not a gguf").unwrap();
+    let refused = engine
+        .set_adapter(Some(dfa::engine::AdapterSpec {
+            mmproj: Some(broken),
+            ..common::adapter(1, 1.0)
+        }))
+        .await;
+    assert!(refused.is_err(), "a broken mmproj was accepted");
+    let still = screen(&engine, 5).await;
+    assert_eq!(still.model, with_projector.model);
+    assert_eq!(logits(&still), logits(&with_projector));
+
+    // Back to the LoRA alone: the configured mmproj again, exactly.
+    let identity = engine
+        .set_adapter(Some(common::adapter(0, 1.0)))
+        .await
+        .unwrap();
+    assert_eq!(identity.mmproj_sha256, base_mmproj);
+    assert_eq!(logits(&screen(&engine, 5).await), logits(&lora_only));
+
+    // A pair given at start serves as the same pair swapped in later.
+    let started = common::engine(Some(pair)).await;
+    assert_eq!(
+        logits(&screen(&started, 5).await),
+        logits(&with_projector)
+    );
+}
