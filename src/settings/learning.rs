@@ -53,10 +53,58 @@ pub struct RetrainSettings {
     pub min_corrected_gain: f64,
     /// Start from the active adapter's weights when its shape fits.
     pub continue_from_active: bool,
+    /// Train the mmproj's projector with the LoRA (DFA-GPT's recipe).
+    #[serde(default)]
+    pub train_projector: TrainProjector,
     // serde's `flatten` cannot be combined with `deny_unknown_fields`: this
     // last flattened field receives the keys nobody took, and refuses them.
     #[serde(flatten)]
     _no_other_keys: NoOtherKeys,
+}
+
+/// `retrain.train_projector`: `true`, `false`, or `"auto"` (the default):
+/// on when training from a dataset (`dfa retrain --dataset`), where there is
+/// enough data to move the projector; off for corrections alone, a few items
+/// that should adjust the LoRA, not what the model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrainProjector {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl TrainProjector {
+    pub fn resolve(self, with_dataset: bool) -> bool {
+        match self {
+            TrainProjector::Auto => with_dataset,
+            TrainProjector::On => true,
+            TrainProjector::Off => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TrainProjector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TrainProjector, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Flag(bool),
+            Word(String),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Flag(true) => Ok(TrainProjector::On),
+            Wire::Flag(false) => Ok(TrainProjector::Off),
+            Wire::Word(w) => match w.trim().to_ascii_lowercase().as_str() {
+                "auto" => Ok(TrainProjector::Auto),
+                "true" => Ok(TrainProjector::On),
+                "false" => Ok(TrainProjector::Off),
+                other => Err(D::Error::custom(format_args!(
+                    "retrain.train_projector: `{other}` is not true, false or \"auto\""
+                ))),
+            },
+        }
+    }
 }
 
 /// Deserialises only from an empty map.
@@ -196,6 +244,26 @@ mod tests {
         );
         assert_eq!(r.train.learning_rate, 0.005);
         assert_eq!(r.replay_ratio, 0.0);
+    }
+
+    #[test]
+    fn projector_training_is_auto_true_or_false() {
+        let auto = retrain("").unwrap().train_projector;
+        assert_eq!(auto, TrainProjector::Auto);
+        assert!(auto.resolve(true) && !auto.resolve(false));
+        let on = retrain("[retrain]\ntrain_projector = true\n").unwrap();
+        assert_eq!(on.train_projector, TrainProjector::On);
+        assert!(!on.train.train_projector, "the setting is resolved per run");
+        assert_eq!(
+            retrain("[retrain]\ntrain_projector = \"false\"\n")
+                .unwrap()
+                .train_projector,
+            TrainProjector::Off
+        );
+        let err = retrain("[retrain]\ntrain_projector = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sometimes"), "{err}");
     }
 
     #[test]
