@@ -516,6 +516,35 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     assert_eq!(row.0, "retrain");
     assert_eq!(row.1["dataset"]["items"], 11);
     assert!(row.1["dataset"]["sha256"].as_str().unwrap().len() == 64);
+
+    // From a dataset, the projector is trained too (`train_projector =
+    // "auto"`): the registry holds the pair, and the promoted pair serves.
+    let (id, hyper, mmproj_path, mmproj_sha): (String, serde_json::Value, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT id, hyper_parameters, mmproj_path, mmproj_sha256 FROM adapters")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(hyper["config"]["train_projector"], true, "{hyper:#}");
+    let (mmproj_path, mmproj_sha) = (mmproj_path.unwrap(), mmproj_sha.unwrap());
+    assert_eq!(mmproj_path, format!("{id}.mmproj.gguf"));
+    let file = env.dir.join("adapters").join(&mmproj_path);
+    assert_eq!(dfa::domain::sha256_file(&file).unwrap(), mmproj_sha);
+    assert_ne!(
+        mmproj_sha,
+        dfa::domain::sha256_file(&common::tiny().mmproj).unwrap(),
+        "the projector did not change"
+    );
+    let _worker = env.start_worker(&[]);
+    let id = Uuid::from_u128(0xDA7A);
+    env.produce(&id.to_string(), &request(id, &class_picture(true, 1)), &[])
+        .await;
+    wait_verdicts(&env, 1).await;
+    let served: (Option<String>, String) =
+        sqlx::query_as("SELECT adapter_id, mmproj_sha256 FROM verdicts")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(served, (report["candidate"].as_str().map(str::to_string), mmproj_sha));
 }
 
 /// A PEFT adapter directory for the tiny model (hidden 64, 2 layers, 2 KV

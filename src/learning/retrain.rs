@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::candidate::{register_candidate, Candidate, Lineage};
+use super::candidate::{register_candidate, Candidate, CandidateProjector, Lineage};
 use super::compare::{evaluate, judge, load_eval_set};
 use super::evaluate::{Decision, Gate, Scores};
 use super::plan::{plan, Plan};
-use super::steps::{featurize, train_candidate, Featurized, Trained};
+use super::steps::{featurize, train_candidate, Featurized, Start, Trained};
 use super::RetrainOptions;
 use crate::domain::lora::TrainConfig;
 use crate::domain::prompts::Prompts;
@@ -91,7 +91,12 @@ pub async fn retrain(
     model: &ModelFiles,
     opts: &RetrainOptions,
 ) -> anyhow::Result<RetrainReport> {
-    let config = &settings.retrain.train;
+    let mut config = settings.retrain.train.clone();
+    config.train_projector = settings
+        .retrain
+        .train_projector
+        .resolve(opts.dataset.is_some());
+    let config = &config;
     let store = Store::open(&settings.database, 2)
         .await
         .context("opening the database")?;
@@ -108,8 +113,24 @@ pub async fn retrain(
         return Ok(report.finish(Outcome::DryRun, message));
     }
 
-    let Featurized { examples, skipped } =
-        featurize_blocking(settings, model, prompts, &plan, opts.progress).await?;
+    let continuing = settings.retrain.continue_from_active && plan.active.is_some();
+    // The projector training starts from (and, frozen, serves with): the
+    // active pair's own when continuing from it, else the configured one.
+    let start_mmproj = active
+        .as_ref()
+        .filter(|_| continuing)
+        .and_then(|s| s.mmproj.clone())
+        .unwrap_or_else(|| model.mmproj.clone());
+    let Featurized { examples, skipped } = featurize_blocking(
+        settings,
+        model,
+        prompts,
+        &plan,
+        &start_mmproj,
+        config.train_projector,
+        opts.progress,
+    )
+    .await?;
     report.skipped.extend(skipped);
     if examples.is_empty() {
         let message = "nothing to train: no item had a readable image".to_string();
@@ -117,9 +138,17 @@ pub async fn retrain(
     }
     let parent = active
         .as_ref()
-        .filter(|_| settings.retrain.continue_from_active && plan.active.is_some())
+        .filter(|_| continuing)
         .map(|s| s.path.clone());
-    let trained = train_blocking(model, parent, examples, config, opts.progress).await?;
+    let trained = train_blocking(
+        model,
+        parent,
+        start_mmproj.clone(),
+        examples,
+        config,
+        opts.progress,
+    )
+    .await?;
 
     // The serving engine scores both adapters; it also hashes the base model,
     // which the registry records (hashing a 7B GGUF twice costs tens of seconds).
@@ -130,11 +159,13 @@ pub async fn retrain(
         compared_with: report.active_adapter.as_deref(),
         parent_id: plan.active.as_ref().map(|a| a.id.as_str()),
     };
+    let projector = CandidateProjector::of(&trained, &start_mmproj, &model.mmproj);
     let candidate = register_candidate(
         &store,
         &adapters_dir,
         &plan,
         &trained,
+        projector,
         config,
         lineage,
         report.skipped.len(),
@@ -209,28 +240,37 @@ async fn featurize_blocking(
     model: &ModelFiles,
     prompts: &Prompts,
     plan: &Plan,
+    mmproj: &Path,
+    tower: bool,
     progress: bool,
 ) -> anyhow::Result<Featurized> {
-    let (s, m, p, items) = (
+    let (s, m, p, items, mmproj) = (
         settings.clone(),
         model.clone(),
         prompts.clone(),
         plan.train.clone(),
+        mmproj.to_path_buf(),
     );
-    tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, progress)).await?
+    tokio::task::spawn_blocking(move || featurize(&s, &m, &p, &items, &mmproj, tower, progress))
+        .await?
 }
 
 /// Trains on a blocking thread: candle is synchronous.
 async fn train_blocking(
     model: &ModelFiles,
     parent: Option<PathBuf>,
+    mmproj: PathBuf,
     examples: Vec<crate::trainer::Example>,
     config: &TrainConfig,
     progress: bool,
 ) -> anyhow::Result<Trained> {
     let (m, cfg) = (model.clone(), config.clone());
     tokio::task::spawn_blocking(move || {
-        train_candidate(&m, parent.as_deref(), &examples, &cfg, progress)
+        let start = Start {
+            parent: parent.as_deref(),
+            mmproj: &mmproj,
+        };
+        train_candidate(&m, start, &examples, &cfg, progress)
     })
     .await?
 }

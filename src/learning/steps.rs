@@ -1,7 +1,7 @@
 //! The long steps of a retraining run: featurizing with llama.cpp, training
 //! with candle (both blocking), and scoring with the serving engine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -22,6 +22,9 @@ use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
 use crate::trainer::featurize::Featurizer;
 use crate::trainer::lora::LoraSet;
+use crate::trainer::projector::ProjectorSet;
+use crate::trainer::vision::VisionTower;
+use crate::trainer::ExampleImage;
 use crate::trainer::{self, Example, TrainConfig, TrainReport};
 
 pub(super) fn bar(show: bool, len: usize, what: &str) -> ProgressBar {
@@ -43,21 +46,31 @@ pub(super) struct Featurized {
     pub skipped: Vec<String>,
 }
 
-/// Tokenized turns with llama.cpp's image embeddings (blocking).
+/// Tokenized turns with the images as training needs them (blocking):
+/// llama.cpp's image embeddings through `mmproj` (the projector training
+/// starts from), or, when the projector is trained too (`tower`), the frozen
+/// vision tower's features computed in candle (they agree with llama.cpp's:
+/// tests/projector.rs; the tower is the same in every mmproj of the model).
 pub(super) fn featurize(
     settings: &Settings,
     model: &ModelFiles,
     prompts: &Prompts,
     items: &[Item],
+    mmproj: &Path,
+    tower: bool,
     progress: bool,
 ) -> anyhow::Result<Featurized> {
     let mut f = Featurizer::load(
         &model.gguf,
-        &model.mmproj,
+        mmproj,
         prompts.clone(),
         settings.model.chat_template,
         settings.engine.threads,
     )?;
+    let tower = match tower {
+        true => Some(VisionTower::load(mmproj, &trainer::device())?),
+        false => None,
+    };
     let images = ImageStore::new(&settings.image_store.dir);
     let pb = bar(progress, items.len(), "encoding images");
     let (mut examples, mut skipped) = (Vec::new(), Vec::new());
@@ -72,14 +85,22 @@ pub(super) fn featurize(
                 continue;
             }
         };
-        let emb = Arc::new(f.encode_image(&image)?);
+        let encoded = match &tower {
+            Some(t) => ExampleImage::Features(Arc::new(t.features(&image)?)),
+            None => ExampleImage::Embedded(Arc::new(f.encode_image(&image)?)),
+        };
         for (i, turn) in item.turns.iter().enumerate() {
             let history = if item.history_per_turn {
                 &item.turns[..i]
             } else {
                 &[]
             };
-            examples.push(f.example(Some(emb.clone()), history, &turn.question, &turn.answer)?);
+            examples.push(f.example_with(
+                Some(encoded.clone()),
+                history,
+                &turn.question,
+                &turn.answer,
+            )?);
         }
     }
     pb.finish_and_clear();
@@ -94,17 +115,28 @@ pub(super) struct Trained {
     pub architecture: String,
     /// Whether training started from the active adapter's weights.
     pub continued: bool,
+    /// The projector trained with the LoRA (`train_projector`), and the
+    /// mmproj it started from (the copy written keeps its other tensors).
+    pub projector: Option<(ProjectorSet, PathBuf)>,
+}
+
+/// Where training starts: the active adapter's LoRA and projector when
+/// continuing from it, and the mmproj whose projector is trained.
+pub(super) struct Start<'a> {
+    pub parent: Option<&'a Path>,
+    pub mmproj: &'a Path,
 }
 
 /// Trains the candidate (blocking); continues from the active adapter's
 /// weights when asked and when their shapes fit.
 pub(super) fn train_candidate(
     model: &ModelFiles,
-    parent: Option<&Path>,
+    start: Start<'_>,
     examples: &[Example],
     config: &TrainConfig,
     progress: bool,
 ) -> anyhow::Result<Trained> {
+    let parent = start.parent;
     let device = trainer::device();
     let base = BaseModel::load(&model.gguf, &device)?;
     let fresh = || {
@@ -132,16 +164,28 @@ pub(super) fn train_candidate(
         examples.len().div_ceil(config.batch_size.max(1)) * config.epochs,
         "training",
     );
-    let report = trainer::train(&base, &mut lora, examples, config, |_, _, loss| {
-        pb.set_prefix(format!("loss {loss:.4}"));
-        pb.inc(1);
-    })?;
+    let projector = match config.train_projector {
+        true => Some(ProjectorSet::from_mmproj(start.mmproj, &device)?),
+        false => None,
+    };
+    let report = trainer::train_with(
+        &base,
+        &mut lora,
+        projector.as_ref(),
+        examples,
+        config,
+        |_, _, loss| {
+            pb.set_prefix(format!("loss {loss:.4}"));
+            pb.inc(1);
+        },
+    )?;
     pb.finish_and_clear();
     Ok(Trained {
         lora,
         report,
         architecture: base.config.architecture.clone(),
         continued,
+        projector: projector.map(|p| (p, start.mmproj.to_path_buf())),
     })
 }
 
