@@ -12,43 +12,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::{class_picture, TRAIN_ENV};
 use common::services::{Env, Worker};
 use dfa::domain::prompts::Prompts;
 use dfa::learning::dataset::parse_dataset;
 use dfa::learning::items::{is_held_out, ImageRef};
 use image::RgbImage;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
-
-/// Forged faces are reddish, real ones bluish: a rule a LoRA can learn from
-/// the tiny model's image embeddings and apply to images it never saw.
-fn class_picture(fake: bool, seed: u64) -> RgbImage {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let base: [i32; 3] = if fake { [205, 70, 60] } else { [60, 80, 205] };
-    let (cx, cy, r) = (
-        rng.gen_range(8..40),
-        rng.gen_range(8..40),
-        rng.gen_range(4..12),
-    );
-    let blob: [i32; 3] = [
-        rng.gen_range(0..256),
-        rng.gen_range(0..256),
-        rng.gen_range(0..256),
-    ];
-    RgbImage::from_fn(48, 48, |x, y| {
-        let inside = (x as i32 - cx).pow(2) + (y as i32 - cy).pow(2) < r * r;
-        let mut px = |c: usize| {
-            let v = if inside {
-                blob[c]
-            } else {
-                base[c] + rng.gen_range(-45..45)
-            };
-            v.clamp(0, 255) as u8
-        };
-        image::Rgb([px(0), px(1), px(2)])
-    })
-}
 
 fn png(img: &RgbImage) -> Vec<u8> {
     common::encode(img, image::ImageFormat::Png)
@@ -132,17 +102,6 @@ fn accuracy(v: &HashMap<Uuid, (String, Option<String>)>, ids: &[Uuid], cases: &[
         .count();
     right as f64 / ids.len() as f64
 }
-
-/// Retrain settings for the tiny model: small and quick, deterministic.
-const TRAIN_ENV: [(&str, &str); 7] = [
-    ("DFA__RETRAIN__RANK", "4"),
-    ("DFA__RETRAIN__ALPHA", "8"),
-    ("DFA__RETRAIN__DROPOUT", "0"),
-    ("DFA__RETRAIN__EPOCHS", "8"),
-    ("DFA__RETRAIN__LEARNING_RATE", "0.005"),
-    ("DFA__RETRAIN__BATCH_SIZE", "4"),
-    ("DFA__ENGINE__THREADS", "2"),
-];
 
 fn retrain(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> (serde_json::Value, String) {
     let mut all: Vec<(&str, &str)> = TRAIN_ENV.to_vec();

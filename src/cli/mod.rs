@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod chat;
+mod eval;
 mod images;
 mod models;
 mod retrain;
@@ -38,6 +39,8 @@ enum Command {
     /// Generate random-weight models for tests and benchmarks.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// DFA-Bench: score a model on a labelled dataset (docs/eval.md).
+    Eval(eval::EvalArgs),
     /// Measure engine throughput; writes docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
     /// Consume analysis requests from Kafka; store and publish verdicts.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
             Command::Analyze(args) => analyze::run(&cli.config_dir, args).await,
             Command::Chat(args) => chat::run(&cli.config_dir, args).await,
             Command::Models(cmd) => models::run(&cli.config_dir, cmd),
+            Command::Eval(args) => eval::run(&cli.config_dir, args).await,
             Command::Bench(args) => bench::run(&cli.config_dir, args).await,
             Command::Worker(args) => worker::run(&cli.config_dir, args).await,
             Command::Migrate => worker::migrate(&cli.config_dir).await,

@@ -3,6 +3,7 @@
 //! calibration), classification (accuracy, macro-F1, confusion) and the
 //! regions an artifact description names. No I/O: `dfa eval` feeds them.
 
+pub mod bootstrap;
 pub mod classification;
 pub mod detection;
 pub mod regions;

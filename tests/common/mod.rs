@@ -16,6 +16,8 @@ use dfa::model::files::ensure_tiny_model;
 use dfa::model::tiny::GeneratedModel;
 use dfa::settings::Settings;
 use image::{ImageFormat, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Polls `probe` every `every` until `done` holds for its value or `timeout`
 /// passes; returns the last value, so the caller asserts on what it waited for.
@@ -194,3 +196,43 @@ pub fn text_page() -> image::RgbImage {
     }
     page
 }
+
+/// Forged faces are reddish, real ones bluish: a rule a LoRA can learn from
+/// the tiny model's image embeddings and apply to images it never saw.
+pub fn class_picture(fake: bool, seed: u64) -> RgbImage {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let base: [i32; 3] = if fake { [205, 70, 60] } else { [60, 80, 205] };
+    let (cx, cy, r) = (
+        rng.gen_range(8..40),
+        rng.gen_range(8..40),
+        rng.gen_range(4..12),
+    );
+    let blob: [i32; 3] = [
+        rng.gen_range(0..256),
+        rng.gen_range(0..256),
+        rng.gen_range(0..256),
+    ];
+    RgbImage::from_fn(48, 48, |x, y| {
+        let inside = (x as i32 - cx).pow(2) + (y as i32 - cy).pow(2) < r * r;
+        let mut px = |c: usize| {
+            let v = if inside {
+                blob[c]
+            } else {
+                base[c] + rng.gen_range(-45..45)
+            };
+            v.clamp(0, 255) as u8
+        };
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+/// Retrain settings for the tiny model: small and quick, deterministic.
+pub const TRAIN_ENV: [(&str, &str); 7] = [
+    ("DFA__RETRAIN__RANK", "4"),
+    ("DFA__RETRAIN__ALPHA", "8"),
+    ("DFA__RETRAIN__DROPOUT", "0"),
+    ("DFA__RETRAIN__EPOCHS", "8"),
+    ("DFA__RETRAIN__LEARNING_RATE", "0.005"),
+    ("DFA__RETRAIN__BATCH_SIZE", "4"),
+    ("DFA__ENGINE__THREADS", "2"),
+];
