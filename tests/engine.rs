@@ -270,7 +270,10 @@ async fn an_adapters_own_projector_is_swapped_in_and_out_with_it() {
         ..common::adapter(0, 1.0)
     };
     let identity = engine.set_adapter(Some(pair.clone())).await.unwrap();
-    assert_eq!(identity.mmproj_sha256, dfa::domain::sha256_file(&mmproj).unwrap());
+    assert_eq!(
+        identity.mmproj_sha256,
+        dfa::domain::sha256_file(&mmproj).unwrap()
+    );
     assert_ne!(identity.mmproj_sha256, base_mmproj);
     let with_projector = screen(&engine, 5).await;
     assert_eq!(with_projector.model.mmproj_sha256, identity.mmproj_sha256);
@@ -304,8 +307,5 @@ async fn an_adapters_own_projector_is_swapped_in_and_out_with_it() {
 
     // A pair given at start serves as the same pair swapped in later.
     let started = common::engine(Some(pair)).await;
-    assert_eq!(
-        logits(&screen(&started, 5).await),
-        logits(&with_projector)
-    );
+    assert_eq!(logits(&screen(&started, 5).await), logits(&with_projector));
 }

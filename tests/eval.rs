@@ -33,7 +33,11 @@ fn write_dataset(dir: &Path) -> PathBuf {
             serde_json::json!({"from": "gpt", "value": if fake { "Yes." } else { "No." }}),
         ];
         if fake {
-            let ty = if i % 4 == 0 { "Face swapping is used." } else { "Face editing is used." };
+            let ty = if i % 4 == 0 {
+                "Face swapping is used."
+            } else {
+                "Face editing is used."
+            };
             conv.extend([
                 serde_json::json!({"from": "human", "value": CLASSIFY}),
                 serde_json::json!({"from": "gpt", "value": ty}),
@@ -47,7 +51,8 @@ fn write_dataset(dir: &Path) -> PathBuf {
                 serde_json::json!({"from": "gpt", "value": "Because of the colours."}),
             ]);
         }
-        let mut item = serde_json::json!({"id": format!("item-{i}"), "image": name, "conversations": conv});
+        let mut item =
+            serde_json::json!({"id": format!("item-{i}"), "image": name, "conversations": conv});
         if i < 12 {
             item["source"] = "set-a".into();
         }
@@ -90,7 +95,13 @@ fn pairwise_auc(scored: &[(f64, bool)]) -> f64 {
     for (pf, _) in scored.iter().filter(|s| s.1) {
         for (pr, _) in scored.iter().filter(|s| !s.1) {
             pairs += 1.0;
-            good += if pf > pr { 1.0 } else if pf == pr { 0.5 } else { 0.0 };
+            good += if pf > pr {
+                1.0
+            } else if pf == pr {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     good / pairs
@@ -101,7 +112,10 @@ fn detection_of(lines: &[serde_json::Value]) -> (f64, f64) {
         .iter()
         .map(|l| (l["p_fake"].as_f64().unwrap(), l["truth_label"] == "fake"))
         .collect();
-    let right = lines.iter().filter(|l| l["label"] == l["truth_label"]).count();
+    let right = lines
+        .iter()
+        .filter(|l| l["label"] == l["truth_label"])
+        .count();
     (right as f64 / lines.len() as f64, pairwise_auc(&scored))
 }
 
@@ -120,10 +134,19 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
     let base_dir = env.dir.join("base");
     let (out, stderr) = eval(
         &env,
-        &["--dataset", ds, "--no-adapter", "--out", base_dir.to_str().unwrap()],
+        &[
+            "--dataset",
+            ds,
+            "--no-adapter",
+            "--out",
+            base_dir.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("line 6:") && stderr.contains("(skipped)"), "{stderr}");
+    assert!(
+        stderr.contains("line 6:") && stderr.contains("(skipped)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("missing.png"), "{stderr}");
     let report = json(&base_dir.join("report.json"));
     let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -134,24 +157,40 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
     assert_eq!(report["dataset"]["bad_lines"][0]["line"], 6);
     let (accuracy, auc) = detection_of(&lines);
     let d = &report["report"]["detection"];
-    assert!((d["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12, "{d}");
+    assert!(
+        (d["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12,
+        "{d}"
+    );
     assert!((d["roc_auc"].as_f64().unwrap() - auc).abs() < 1e-12, "{d}");
     assert_eq!(report["report"]["classification"]["items"], 12);
     assert_eq!(report["report"]["artifacts"]["items"], 12);
     assert_eq!(report["report"]["conversation"]["items"], 2);
     assert_eq!(report["report"]["slices"]["source:set-a"]["items"], 12);
     assert_eq!(report["report"]["slices"]["type:face_swap"]["items"], 6);
-    let explained = lines.iter().filter(|l| l["explanation"].is_string()).count();
+    let explained = lines
+        .iter()
+        .filter(|l| l["explanation"].is_string())
+        .count();
     assert_eq!(explained, 12, "explanations where a reference exists");
 
     // The expected accuracy, from `dfa analyze` on the same images.
     let images: Vec<String> = (0..24)
-        .map(|i| env.dir.join(format!("img/{i}.png")).to_str().unwrap().to_string())
+        .map(|i| {
+            env.dir
+                .join(format!("img/{i}.png"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let mut args = vec!["analyze", "--no-adapter", "-q"];
     args.extend(images.iter().map(String::as_str));
     let analysed = env.run_dfa(&args, &TRAIN_ENV);
-    assert!(analysed.status.success(), "{}", String::from_utf8_lossy(&analysed.stderr));
+    assert!(
+        analysed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&analysed.stderr)
+    );
     let right = String::from_utf8_lossy(&analysed.stdout)
         .lines()
         .enumerate()
@@ -160,7 +199,10 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
             v["verdict"]["label"] == if i % 2 == 0 { "fake" } else { "real" }
         })
         .count();
-    assert!((accuracy - right as f64 / 24.0).abs() < 1e-12, "eval {accuracy} vs analyze {right}/24");
+    assert!(
+        (accuracy - right as f64 / 24.0).abs() < 1e-12,
+        "eval {accuracy} vs analyze {right}/24"
+    );
 
     // The plots draw the run.
     let roc = std::fs::read_to_string(base_dir.join("roc.svg")).unwrap();
@@ -172,22 +214,44 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
     let confusion = std::fs::read_to_string(base_dir.join("confusion.svg")).unwrap();
     assert_eq!(confusion.matches("class=\"cell\"").count(), 16);
     let md = std::fs::read_to_string(base_dir.join("report.md")).unwrap();
-    assert!(md.contains("## Detection (DF-D)") && md.contains("source:set-a"), "{md}");
+    assert!(
+        md.contains("## Detection (DF-D)") && md.contains("source:set-a"),
+        "{md}"
+    );
 
     // An adapter trained on the dataset, promoted; then base vs active.
     let trained = env.run_dfa(
         &["retrain", "--dataset", ds],
-        &[TRAIN_ENV.as_slice(), &[("DFA__RETRAIN__MAX_HELDOUT_DROP", "1")]].concat(),
+        &[
+            TRAIN_ENV.as_slice(),
+            &[("DFA__RETRAIN__MAX_HELDOUT_DROP", "1")],
+        ]
+        .concat(),
     );
-    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
     let cmp_dir = env.dir.join("cmp");
     let (out, stderr) = eval(
         &env,
-        &["--dataset", ds, "--compare", base_dir.to_str().unwrap(), "active", "--out", cmp_dir.to_str().unwrap()],
+        &[
+            "--dataset",
+            ds,
+            "--compare",
+            base_dir.to_str().unwrap(),
+            "active",
+            "--out",
+            cmp_dir.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{stderr}");
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("| accuracy |") && table.contains("CI ["), "{table}");
+    assert!(
+        table.contains("| accuracy |") && table.contains("CI ["),
+        "{table}"
+    );
     let cmp = json(&cmp_dir.join("compare.json"));
     let (active_accuracy, _) = detection_of(&predictions(&cmp_dir.join("b")));
     assert!(
@@ -196,7 +260,10 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
     );
     let ci = &cmp["accuracy_interval"];
     let diff = ci["difference"].as_f64().unwrap();
-    assert!((diff - (active_accuracy - accuracy)).abs() < 1e-12, "{cmp:#}");
+    assert!(
+        (diff - (active_accuracy - accuracy)).abs() < 1e-12,
+        "{cmp:#}"
+    );
     assert!(ci["low"].as_f64().unwrap() <= diff && diff <= ci["high"].as_f64().unwrap());
     assert_eq!(cmp["paired_items"], 24);
 }

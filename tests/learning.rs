@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{class_picture, TRAIN_ENV};
 use common::services::{Env, Worker};
+use common::{class_picture, TRAIN_ENV};
 use dfa::domain::prompts::Prompts;
 use dfa::learning::dataset::parse_dataset;
 use dfa::learning::items::{is_held_out, ImageRef};
@@ -478,11 +478,15 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
 
     // From a dataset, the projector is trained too (`train_projector =
     // "auto"`): the registry holds the pair, and the promoted pair serves.
-    let (id, hyper, mmproj_path, mmproj_sha): (String, serde_json::Value, Option<String>, Option<String>) =
-        sqlx::query_as("SELECT id, hyper_parameters, mmproj_path, mmproj_sha256 FROM adapters")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+    let (id, hyper, mmproj_path, mmproj_sha): (
+        String,
+        serde_json::Value,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as("SELECT id, hyper_parameters, mmproj_path, mmproj_sha256 FROM adapters")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
     assert_eq!(hyper["config"]["train_projector"], true, "{hyper:#}");
     let (mmproj_path, mmproj_sha) = (mmproj_path.unwrap(), mmproj_sha.unwrap());
     assert_eq!(mmproj_path, format!("{id}.mmproj.gguf"));
@@ -503,7 +507,10 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    assert_eq!(served, (report["candidate"].as_str().map(str::to_string), mmproj_sha));
+    assert_eq!(
+        served,
+        (report["candidate"].as_str().map(str::to_string), mmproj_sha)
+    );
 }
 
 /// A PEFT adapter directory for the tiny model (hidden 64, 2 layers, 2 KV

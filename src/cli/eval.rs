@@ -88,7 +88,10 @@ pub async fn run(config_dir: &Path, args: EvalArgs) -> anyhow::Result<ExitCode> 
     }
     let (settings, prompts) = load_settings(config_dir)?;
     let dataset = read(&args, &prompts).await?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.dataset));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.dataset));
     let subjects = match &args.compare {
         Some(pair) => pair.iter().map(|s| Subject::parse(s)).collect(),
         None => vec![single(&args)],
@@ -152,7 +155,11 @@ async fn read(args: &EvalArgs, prompts: &Prompts) -> anyhow::Result<Dataset> {
         eprintln!("dfa eval: {}: {e} (skipped)", args.dataset.display());
     }
     if args.strict && !dataset.bad_lines.is_empty() {
-        let lines: Vec<String> = dataset.bad_lines.iter().map(|e| e.line.to_string()).collect();
+        let lines: Vec<String> = dataset
+            .bad_lines
+            .iter()
+            .map(|e| e.line.to_string())
+            .collect();
         bail!(
             "{}: bad line(s) {} (without --strict they are skipped)",
             args.dataset.display(),
@@ -323,8 +330,10 @@ fn bar(len: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     ProgressBar::new(len as u64).with_style(
-        ProgressStyle::with_template("evaluating [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "evaluating [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     )
 }
 

@@ -28,19 +28,102 @@ pub struct VicunaFormat {
     pub assistant_suffix: String,
 }
 
+/// A task's question in every phrasing of its template library
+/// (DFA-Instruct builds its data from several per task). `question` is the
+/// one serving asks (the first); training samples among `phrasings`; a
+/// dataset turn in any of them is recognised as the task.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PhrasingsWire {
+    question: Option<String>,
+    questions: Option<Vec<String>>,
+}
+
+impl PhrasingsWire {
+    fn into_list(self, task: &str) -> Result<Vec<String>, String> {
+        let list = match (self.question, self.questions) {
+            (Some(_), Some(_)) => {
+                return Err(format!("{task}: give `question` or `questions`, not both"))
+            }
+            (None, None) => return Err(format!("{task}: `questions` is missing")),
+            (Some(q), None) => vec![q],
+            (None, Some(list)) => list,
+        };
+        if list.is_empty() {
+            return Err(format!("{task}.questions: give at least one phrasing"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for q in &list {
+            if q.trim().is_empty() {
+                return Err(format!("{task}.questions: a phrasing is empty"));
+            }
+            if !seen.insert(q.trim().to_lowercase()) {
+                return Err(format!("{task}.questions: `{q}` is listed twice"));
+            }
+        }
+        Ok(list)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "DetectionWire")]
 pub struct DetectionPrompt {
+    /// The serving phrasing: `phrasings[0]`.
     pub question: String,
+    pub phrasings: Vec<String>,
     pub yes: String,
     pub no: String,
 }
 
+#[derive(Deserialize)]
+struct DetectionWire {
+    #[serde(flatten)]
+    phrasings: PhrasingsWire,
+    yes: String,
+    no: String,
+}
+
+impl TryFrom<DetectionWire> for DetectionPrompt {
+    type Error = String;
+
+    fn try_from(w: DetectionWire) -> Result<Self, String> {
+        let phrasings = w.phrasings.into_list("detection")?;
+        Ok(DetectionPrompt {
+            question: phrasings[0].clone(),
+            phrasings,
+            yes: w.yes,
+            no: w.no,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ClassificationWire")]
 pub struct ClassificationPrompt {
+    /// The serving phrasing: `phrasings[0]`.
     pub question: String,
+    pub phrasings: Vec<String>,
     pub answers: ClassAnswers,
+}
+
+#[derive(Deserialize)]
+struct ClassificationWire {
+    #[serde(flatten)]
+    phrasings: PhrasingsWire,
+    answers: ClassAnswers,
+}
+
+impl TryFrom<ClassificationWire> for ClassificationPrompt {
+    type Error = String;
+
+    fn try_from(w: ClassificationWire) -> Result<Self, String> {
+        let phrasings = w.phrasings.into_list("classification")?;
+        Ok(ClassificationPrompt {
+            question: phrasings[0].clone(),
+            phrasings,
+            answers: w.answers,
+        })
+    }
 }
 
 /// Answer texts in the order of `ForgeryType::ALL`.
@@ -65,9 +148,31 @@ impl ClassAnswers {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PhrasingsWire")]
 pub struct ArtifactsPrompt {
+    /// The serving phrasing: `phrasings[0]`.
     pub question: String,
+    pub phrasings: Vec<String>,
+}
+
+impl TryFrom<PhrasingsWire> for ArtifactsPrompt {
+    type Error = String;
+
+    fn try_from(w: PhrasingsWire) -> Result<Self, String> {
+        let phrasings = w.into_list("artifacts")?;
+        Ok(ArtifactsPrompt {
+            question: phrasings[0].clone(),
+            phrasings,
+        })
+    }
+}
+
+/// The tasks with a template library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Detection,
+    Classification,
+    Artifacts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +242,15 @@ impl Prompts {
             });
         }
         Ok(prompts)
+    }
+
+    /// The template library of `task`; the first is what serving asks.
+    pub fn phrasings(&self, task: Task) -> &[String] {
+        match task {
+            Task::Detection => &self.detection.phrasings,
+            Task::Classification => &self.classification.phrasings,
+            Task::Artifacts => &self.artifacts.phrasings,
+        }
     }
 
     /// Every text the model is shown or asked to say, for building vocabularies.
@@ -290,6 +404,38 @@ mod tests {
         let (pb, _) = split_at_marker(&b, "<m>").unwrap();
         assert_eq!(pa, pb);
         assert_eq!(qa, "\nq1 ASSISTANT:");
+    }
+
+    #[test]
+    fn template_libraries_serve_their_first_phrasing_and_accept_one_question() {
+        let p = Prompts::embedded();
+        assert_eq!(p.detection.question, p.detection.phrasings[0]);
+        assert!(p.phrasings(Task::Detection).len() >= 5);
+        assert!(p.phrasings(Task::Classification).len() >= 5);
+        assert!(p.phrasings(Task::Artifacts).len() >= 5);
+        let start = DEFAULT_PROMPTS
+            .find("questions = [\n    \"Has this face")
+            .unwrap();
+        let end = start + DEFAULT_PROMPTS[start..].find(']').unwrap() + 1;
+        let single = format!(
+            "{}question = \"Is it fake?\"{}",
+            &DEFAULT_PROMPTS[..start],
+            &DEFAULT_PROMPTS[end..]
+        );
+        let p = Prompts::parse(&single, "p.toml").unwrap();
+        assert_eq!(p.detection.phrasings, ["Is it fake?"]);
+        let both = single.replace(
+            "question = \"Is it fake?\"",
+            "question = \"Is it fake?\"\nquestions = [\"Fake?\"]",
+        );
+        let err = Prompts::parse(&both, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+        let twice = single.replace(
+            "question = \"Is it fake?\"",
+            "questions = [\"Is it fake?\", \"is it fake?\"]",
+        );
+        let err = Prompts::parse(&twice, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! reference artifact description and free-conversation turns. Pure; the
 //! dataset readers (`learning::dataset`, `eval`) and the trainer use it.
 
-use super::prompts::{Prompts, Turn};
+use super::prompts::{Prompts, Task, Turn};
 use super::{parse_artifacts, Artifact, ForgeryType, Label};
 
 /// A turn, recognised by its question.
@@ -37,9 +37,39 @@ fn starts_with_word(answer: &str, word: &str) -> bool {
         .starts_with(&word.trim().to_lowercase())
 }
 
+fn asks(prompts: &Prompts, task: Task, question: &str) -> bool {
+    prompts
+        .phrasings(task)
+        .iter()
+        .any(|p| same_text(p, question))
+}
+
+/// The technique a free-form classification answer names, when it names
+/// exactly one (DFA-Instruct's answers vary: "The face was swapped.").
+fn named_technique(answer: &str) -> Option<ForgeryType> {
+    let a = answer.to_lowercase();
+    let named: Vec<ForgeryType> = [
+        (ForgeryType::FaceSwap, &["swap"][..]),
+        (ForgeryType::FaceReenactment, &["reenact", "re-enact"][..]),
+        (ForgeryType::FaceEditing, &["edit", "attribute"][..]),
+        (
+            ForgeryType::EntireFaceSynthesis,
+            &["synthes", "entire face", "generated"][..],
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, words)| words.iter().any(|w| a.contains(w)))
+    .map(|(t, _)| t)
+    .collect();
+    match named.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
 /// The task `turn` asks for, and what its answer says.
 pub fn recognise(prompts: &Prompts, turn: &Turn) -> Recognised {
-    if same_text(&turn.question, &prompts.detection.question) {
+    if asks(prompts, Task::Detection, &turn.question) {
         let label = if starts_with_word(&turn.answer, &prompts.detection.yes) {
             Some(Label::Fake)
         } else if starts_with_word(&turn.answer, &prompts.detection.no) {
@@ -49,15 +79,16 @@ pub fn recognise(prompts: &Prompts, turn: &Turn) -> Recognised {
         };
         return Recognised::Detection(label);
     }
-    if same_text(&turn.question, &prompts.classification.question) {
+    if asks(prompts, Task::Classification, &turn.question) {
         let answers = prompts.classification.answers.as_array();
         let ty = answers
             .iter()
             .position(|a| same_text(a, &turn.answer))
-            .map(|i| ForgeryType::ALL[i]);
+            .map(|i| ForgeryType::ALL[i])
+            .or_else(|| named_technique(&turn.answer));
         return Recognised::Classification(ty);
     }
-    if same_text(&turn.question, &prompts.artifacts.question) {
+    if asks(prompts, Task::Artifacts, &turn.question) {
         return Recognised::Artifacts(parse_artifacts(&turn.answer));
     }
     Recognised::Conversation
@@ -122,5 +153,54 @@ mod tests {
             recognise(&p, &turn("Why do you think so?", "Because.")),
             Recognised::Conversation
         );
+    }
+
+    #[test]
+    fn every_listed_phrasing_is_recognised_and_free_answers_name_a_technique() {
+        let p = Prompts::embedded();
+        for q in p.phrasings(Task::Detection) {
+            assert_eq!(
+                recognise(&p, &turn(q, "No, it is authentic.")),
+                Recognised::Detection(Some(Label::Real)),
+                "{q}"
+            );
+        }
+        assert!(p.phrasings(Task::Detection).len() > 1);
+        for q in p.phrasings(Task::Classification) {
+            assert_eq!(
+                recognise(&p, &turn(q, "The face was swapped with another person's.")),
+                Recognised::Classification(Some(ForgeryType::FaceSwap)),
+                "{q}"
+            );
+        }
+        for (answer, ty) in [
+            (
+                "Facial reenactment drives the expression.",
+                Some(ForgeryType::FaceReenactment),
+            ),
+            (
+                "Attribute editing changed the hair.",
+                Some(ForgeryType::FaceEditing),
+            ),
+            (
+                "The whole face was synthesized by a GAN.",
+                Some(ForgeryType::EntireFaceSynthesis),
+            ),
+            ("Swapped and then edited.", None),
+            ("Hard to say.", None),
+        ] {
+            let q = &p.phrasings(Task::Classification)[2];
+            assert_eq!(
+                recognise(&p, &turn(q, answer)),
+                Recognised::Classification(ty),
+                "{answer}"
+            );
+        }
+        for q in p.phrasings(Task::Artifacts) {
+            assert!(matches!(
+                recognise(&p, &turn(q, "1. **Nose**: smeared.")),
+                Recognised::Artifacts(a) if a.len() == 1
+            ));
+        }
     }
 }

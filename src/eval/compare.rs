@@ -128,8 +128,7 @@ impl Comparison {
                 r.metric,
                 cell(r.a),
                 cell(r.b),
-                r.difference
-                    .map_or("—".into(), |d| format!("{d:+.4}"))
+                r.difference.map_or("—".into(), |d| format!("{d:+.4}"))
             );
         }
         let _ = writeln!(

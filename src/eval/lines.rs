@@ -148,6 +148,8 @@ mod tests {
         let back = read_lines(&format!("{text}\n\n{text}")).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].prediction(), p);
-        assert!(read_lines("{\"id\": 1}").unwrap_err().starts_with("line 1:"));
+        assert!(read_lines("{\"id\": 1}")
+            .unwrap_err()
+            .starts_with("line 1:"));
     }
 }

@@ -50,7 +50,9 @@ fn y(v: f64) -> f64 {
 }
 
 fn escape(t: &str) -> String {
-    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn diagonal(s: &mut String) {
@@ -172,7 +174,12 @@ mod tests {
             ],
             15,
         );
-        assert_eq!(reliability(&bins, Some(0.1)).matches("class=\"bin\"").count(), 2);
+        assert_eq!(
+            reliability(&bins, Some(0.1))
+                .matches("class=\"bin\"")
+                .count(),
+            2
+        );
         let c = TypeConfusion::of([(ForgeryType::FaceSwap, ForgeryType::FaceEditing)]);
         let svg = confusion(&c);
         assert_eq!(svg.matches("class=\"cell\"").count(), 16);

@@ -101,7 +101,10 @@ pub async fn run_items<B: Backend>(
             Err(One::Stopped(e)) => return Err(EvalError::Engine(e)),
             Err(One::Skip(reason)) => {
                 progress.suspend(|| {
-                    eprintln!("dfa eval: line {} ({}): {reason} (skipped)", items[i].line, items[i].id)
+                    eprintln!(
+                        "dfa eval: line {} ({}): {reason} (skipped)",
+                        items[i].line, items[i].id
+                    )
                 });
                 run.skipped.push(Skipped {
                     id: items[i].id.clone(),

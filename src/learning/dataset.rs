@@ -59,4 +59,20 @@ mod tests {
         );
         assert_ne!(items[0].key, items[1].key);
     }
+
+    #[test]
+    fn an_item_asked_in_another_listed_phrasing_keeps_its_label_and_type() {
+        let p = Prompts::embedded();
+        let line = serde_json::json!({"image": "a.png", "conversations": [
+            {"from": "human", "value": format!("<image>\n{}", p.detection.phrasings[1])},
+            {"from": "gpt", "value": "Yes, it is fake."},
+            {"from": "human", "value": p.classification.phrasings[3]},
+            {"from": "gpt", "value": "The face was reenacted."}
+        ]})
+        .to_string();
+        let (items, errors) = parse_dataset(&line, Path::new("/d"), &p);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(items[0].label, Some(Label::Fake));
+        assert_eq!(items[0].forgery_type, Some(ForgeryType::FaceReenactment));
+    }
 }

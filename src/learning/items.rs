@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::correction::StandingCorrection;
 use crate::domain::dialogue::{verdict_turns, Screened};
-use crate::domain::prompts::{Prompts, Turn};
+use crate::domain::prompts::{Prompts, Task, Turn};
 use crate::domain::render_artifacts;
 use crate::domain::{Artifact, CropSquare, ForgeryType, Label};
 
@@ -120,6 +120,33 @@ pub fn correction_item(
     })
 }
 
+/// `turns` with each task's question asked in a phrasing of its template
+/// library (`config/prompts.toml`), as DFA-Instruct's data is: chosen by a
+/// generator seeded with `seed` and the item's `key`, so an item is asked the
+/// same way in every run with that seed while items differ. Free
+/// conversation turns are left as they are.
+pub fn rephrased(turns: &[Turn], prompts: &Prompts, seed: u64, key: &str) -> Vec<Turn> {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ u64::from_be_bytes(first));
+    turns
+        .iter()
+        .map(|t| {
+            let task = [Task::Detection, Task::Classification, Task::Artifacts]
+                .into_iter()
+                .find(|task| prompts.phrasings(*task).iter().any(|q| q == &t.question));
+            match task.and_then(|task| prompts.phrasings(task).choose(&mut rng)) {
+                Some(q) => Turn {
+                    question: q.clone(),
+                    answer: t.answer.clone(),
+                },
+                None => t.clone(),
+            }
+        })
+        .collect()
+}
+
 /// True when the item belongs to the held-out split. A hash of the key, so
 /// the same item is held out in every run and never trained on.
 pub fn is_held_out(key: &str, fraction: f64) -> bool {
@@ -200,6 +227,37 @@ mod tests {
         let item = correction_item(&none, &p, 3).unwrap();
         assert_eq!((item.label, item.crop), (Some(Label::Fake), None));
         assert_eq!(item.turns[0].answer, "Yes.");
+    }
+
+    #[test]
+    fn training_asks_in_the_template_librarys_phrasings_seeded_per_item() {
+        let p = Prompts::embedded();
+        let item = correction_item(&row(5, "fake", Some("face_swap")), &p, 3).unwrap();
+        let asked: std::collections::HashSet<String> = (0..40)
+            .map(|i| {
+                rephrased(&item.turns, &p, 42, &format!("correction:{i}"))[0]
+                    .question
+                    .clone()
+            })
+            .collect();
+        assert!(asked.len() > 2, "{asked:?}");
+        assert!(asked
+            .iter()
+            .all(|q| p.phrasings(Task::Detection).contains(q)));
+        let once = rephrased(&item.turns, &p, 42, &item.key);
+        assert_eq!(once, rephrased(&item.turns, &p, 42, &item.key));
+        assert!(p
+            .phrasings(Task::Classification)
+            .contains(&once[1].question));
+        assert!(p.phrasings(Task::Artifacts).contains(&once[2].question));
+        let answers: Vec<&str> = once.iter().map(|t| t.answer.as_str()).collect();
+        let before: Vec<&str> = item.turns.iter().map(|t| t.answer.as_str()).collect();
+        assert_eq!(answers, before, "answers are kept");
+        let other = Turn {
+            question: "Why?".into(),
+            answer: "Because.".into(),
+        };
+        assert_eq!(rephrased(&[other.clone()], &p, 1, "k"), vec![other]);
     }
 
     #[test]

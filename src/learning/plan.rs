@@ -8,7 +8,7 @@ use anyhow::Context;
 use image::{ImageBuffer, Rgb};
 
 use super::dataset::{parse_dataset, LineError};
-use super::items::{correction_item, is_held_out, with_replay, ImageRef, Item, Origin};
+use super::items::{correction_item, is_held_out, rephrased, with_replay, ImageRef, Item, Origin};
 use super::record::{watermark, DatasetRecord, TrainingData};
 use super::RetrainOptions;
 use crate::domain::adapter::AdapterRecord;
@@ -103,10 +103,11 @@ pub(super) async fn plan(
     let (mut new, mut old, mut heldout) = (Vec::new(), Vec::new(), Vec::new());
     let mut new_corrections = Vec::new();
     for row in &rows {
-        let Some(item) = correction_item(row, prompts, watermark) else {
+        let Some(mut item) = correction_item(row, prompts, watermark) else {
             skipped.push(format!("correction {}: unreadable label", row.request_id));
             continue;
         };
+        item.turns = rephrased(&item.turns, prompts, r.train.seed, &item.key);
         if item.is_new_correction() {
             new_corrections.push(item.clone());
         }

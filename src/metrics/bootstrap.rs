@@ -92,7 +92,10 @@ mod tests {
         assert!((ci.difference - 0.20).abs() < 1e-12);
         assert!(ci.low > 0.0 && ci.low < 0.20 && ci.high > 0.20, "{ci:?}");
         // Binomial sd of the gain is sqrt(0.2·0.8/100) = 0.04: ±1.96 sd.
-        assert!((ci.high - ci.low - 2.0 * 1.96 * 0.04).abs() < 0.03, "{ci:?}");
+        assert!(
+            (ci.high - ci.low - 2.0 * 1.96 * 0.04).abs() < 0.03,
+            "{ci:?}"
+        );
         let again = paired_interval(100, 2000, 0.95, 7, accuracy_diff(&a, &b)).unwrap();
         assert_eq!(ci, again, "deterministic for a seed");
         let other = paired_interval(100, 2000, 0.95, 8, accuracy_diff(&a, &b)).unwrap();
