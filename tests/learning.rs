@@ -476,6 +476,34 @@ async fn retrain_reports_empty_feedback_bad_dataset_lines_and_missing_images() {
     assert_eq!(row.1["dataset"]["items"], 11);
     assert!(row.1["dataset"]["sha256"].as_str().unwrap().len() == 64);
 
+    // The gate judged with DFA-Bench's evaluator; its held-out report is
+    // stored with the adapter, and `dfa adapters list` shows its headline.
+    let metrics: serde_json::Value = sqlx::query_scalar("SELECT metrics FROM adapters")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let stored = &metrics["report"]["detection"];
+    assert_eq!(stored["items"], held_out, "{metrics:#}");
+    let tally = &report["candidate_scores"]["heldout_detection"];
+    let accuracy = tally["correct"].as_f64().unwrap() / tally["total"].as_f64().unwrap();
+    assert!((stored["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12);
+    assert_eq!(report["candidate_report"], metrics["report"]);
+    assert!(metrics["active_report"]["detection"]["items"] == held_out);
+    let listed = env.run_dfa(&["adapters", "list"], &[]);
+    let line: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("one JSON line");
+    assert_eq!(line["headline"]["accuracy"], stored["accuracy"]);
+    assert_eq!(line["headline"]["heldout_items"], held_out);
+    let table = env.run_dfa(&["adapters", "list", "--table"], &[]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(report["candidate"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains(&format!("{:.1}%", 100.0 * accuracy)) && row.contains("trained"),
+        "{table}"
+    );
+
     // From a dataset, the projector is trained too (`train_projector =
     // "auto"`): the registry holds the pair, and the promoted pair serves.
     let (id, hyper, mmproj_path, mmproj_sha): (

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::setup::load_settings;
+use crate::domain::adapter::AdapterRecord;
+use crate::learning::record::Headline;
 use crate::learning::retrain::retrain;
 use crate::learning::RetrainOptions;
 use crate::model::files::{resolve_model, tiny_model_warning};
@@ -49,8 +51,13 @@ pub async fn run_retrain(config_dir: &Path, args: RetrainArgs) -> anyhow::Result
 
 #[derive(Subcommand)]
 pub enum AdaptersCommand {
-    /// The registry, oldest first, as JSON lines.
-    List,
+    /// The registry, oldest first, as JSON lines with each adapter's
+    /// headline numbers on its held-out split.
+    List {
+        /// An aligned table for people instead.
+        #[arg(long)]
+        table: bool,
+    },
     /// Make an adapter active; running workers switch to it within seconds.
     Promote { id: String },
     /// Retire the active adapter and restore the one it replaced.
@@ -63,9 +70,15 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
         .await
         .context("opening the database")?;
     match cmd {
-        AdaptersCommand::List => {
-            for row in store.list_adapters().await? {
-                println!("{}", serde_json::to_string(&row)?);
+        AdaptersCommand::List { table } => {
+            let rows = store.list_adapters().await?;
+            if table {
+                print!("{}", adapters_table(&rows));
+            }
+            for row in rows.iter().filter(|_| !table) {
+                let mut line = serde_json::to_value(row)?;
+                line["headline"] = serde_json::to_value(Headline::of(&row.metrics))?;
+                println!("{line}");
             }
         }
         AdaptersCommand::Promote { id } => {
@@ -83,6 +96,74 @@ pub async fn run_adapters(config_dir: &Path, cmd: AdaptersCommand) -> anyhow::Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dfa adapters list --table`.
+fn adapters_table(rows: &[AdapterRecord]) -> String {
+    let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let num = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.3}"));
+    let mut lines = vec![[
+        "ID",
+        "STATUS",
+        "CREATED",
+        "PARENT",
+        "HELD-OUT",
+        "ACCURACY",
+        "AUC",
+        "ECE",
+        "TYPE F1",
+        "PROJECTOR",
+        "REASON",
+    ]
+    .map(String::from)];
+    for r in rows {
+        let h = Headline::of(&r.metrics);
+        lines.push([
+            r.id.clone(),
+            serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            r.parent_id.clone().unwrap_or_else(|| "—".into()),
+            h.heldout_items.map_or("—".into(), |n| n.to_string()),
+            pct(h.accuracy),
+            num(h.roc_auc),
+            num(h.ece_15),
+            num(h.type_macro_f1),
+            if r.mmproj_path.is_some() {
+                "trained"
+            } else {
+                "—"
+            }
+            .to_string(),
+            r.status_reason.clone().unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..11)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| match c {
+                10 => cell.clone(),
+                _ => format!("{cell:<w$}"),
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Subcommand)]

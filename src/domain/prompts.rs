@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::recognise::same_text;
+
 /// The prompts compiled into the binary.
 pub const DEFAULT_PROMPTS: &str = include_str!("../../config/prompts.toml");
 
@@ -40,25 +42,27 @@ struct PhrasingsWire {
 }
 
 impl PhrasingsWire {
+    /// The phrasings, checked: one of the two fields, at least one phrasing,
+    /// none empty, none listed twice (compared as recognition compares them,
+    /// so two that only differ in case or final punctuation are one).
     fn into_list(self, task: &str) -> Result<Vec<String>, String> {
-        let list = match (self.question, self.questions) {
+        let (field, list) = match (self.question, self.questions) {
             (Some(_), Some(_)) => {
                 return Err(format!("{task}: give `question` or `questions`, not both"))
             }
-            (None, None) => return Err(format!("{task}: `questions` is missing")),
-            (Some(q), None) => vec![q],
-            (None, Some(list)) => list,
+            (None, None) => return Err(format!("{task}.questions is missing")),
+            (Some(q), None) => ("question", vec![q]),
+            (None, Some(list)) => ("questions", list),
         };
         if list.is_empty() {
-            return Err(format!("{task}.questions: give at least one phrasing"));
+            return Err(format!("{task}.{field}: give at least one phrasing"));
         }
-        let mut seen = std::collections::HashSet::new();
-        for q in &list {
+        for (i, q) in list.iter().enumerate() {
             if q.trim().is_empty() {
-                return Err(format!("{task}.questions: a phrasing is empty"));
+                return Err(format!("{task}.{field}: phrasing {} is empty", i + 1));
             }
-            if !seen.insert(q.trim().to_lowercase()) {
-                return Err(format!("{task}.questions: `{q}` is listed twice"));
+            if list[..i].iter().any(|p| same_text(p, q)) {
+                return Err(format!("{task}.{field}: `{q}` is listed twice"));
             }
         }
         Ok(list)
@@ -189,6 +193,14 @@ pub enum PromptError {
     },
     #[error("invalid prompts file {path}: `{field}` must not be empty")]
     Empty { path: String, field: &'static str },
+    /// A dataset turn in this phrasing could not be told apart.
+    #[error("invalid prompts file {path}: `{phrasing}` is listed for both {first} and {second}")]
+    SharedPhrasing {
+        path: String,
+        phrasing: String,
+        first: &'static str,
+        second: &'static str,
+    },
 }
 
 impl Prompts {
@@ -214,12 +226,10 @@ impl Prompts {
             path: path.into(),
             source,
         })?;
+        // Each phrasing list is checked as it is read (`PhrasingsWire`).
         let required = [
-            ("detection.question", &prompts.detection.question),
             ("detection.yes", &prompts.detection.yes),
             ("detection.no", &prompts.detection.no),
-            ("classification.question", &prompts.classification.question),
-            ("artifacts.question", &prompts.artifacts.question),
         ];
         for (field, value) in required {
             if value.trim().is_empty() {
@@ -241,7 +251,33 @@ impl Prompts {
                 field: "classification.answers",
             });
         }
+        prompts.no_shared_phrasing(path)?;
         Ok(prompts)
+    }
+
+    fn no_shared_phrasing(&self, path: &str) -> Result<(), PromptError> {
+        let tasks = [
+            (Task::Detection, "detection"),
+            (Task::Classification, "classification"),
+            (Task::Artifacts, "artifacts"),
+        ];
+        for (i, &(a, first)) in tasks.iter().enumerate() {
+            for &(b, second) in &tasks[i + 1..] {
+                let shared = self
+                    .phrasings(a)
+                    .iter()
+                    .find(|q| self.phrasings(b).iter().any(|p| same_text(p, q)));
+                if let Some(q) = shared {
+                    return Err(PromptError::SharedPhrasing {
+                        path: path.into(),
+                        phrasing: q.clone(),
+                        first,
+                        second,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The template library of `task`; the first is what serving asks.
@@ -253,7 +289,11 @@ impl Prompts {
         }
     }
 
-    /// Every text the model is shown or asked to say, for building vocabularies.
+    /// Every text serving shows the model or asks it to say, for building the
+    /// generated test model's vocabulary. The other phrasings of each task are
+    /// left out on purpose: the vocabulary has byte pieces, so they still
+    /// tokenize, and adding them would change the generated weights, which
+    /// an existing `model.tiny_dir` is not keyed by.
     pub fn all_texts(&self) -> Vec<&str> {
         let c = &self.chat;
         let mut texts = vec![
@@ -409,19 +449,31 @@ mod tests {
     #[test]
     fn template_libraries_serve_their_first_phrasing_and_accept_one_question() {
         let p = Prompts::embedded();
-        assert_eq!(p.detection.question, p.detection.phrasings[0]);
+        // What serving asks is what it asked before the libraries existed.
+        for (task, served, before) in [
+            (
+                Task::Detection,
+                &p.detection.question,
+                "Has this face been forged?",
+            ),
+            (
+                Task::Classification,
+                &p.classification.question,
+                "What kind of technique is used to manipulate the image?",
+            ),
+            (
+                Task::Artifacts,
+                &p.artifacts.question,
+                "Can you detail the specific regions of the facial image where artifacts is evident?",
+            ),
+        ] {
+            assert_eq!(served, before);
+            assert_eq!(&p.phrasings(task)[0], before);
+        }
         assert!(p.phrasings(Task::Detection).len() >= 5);
         assert!(p.phrasings(Task::Classification).len() >= 5);
         assert!(p.phrasings(Task::Artifacts).len() >= 5);
-        let start = DEFAULT_PROMPTS
-            .find("questions = [\n    \"Has this face")
-            .unwrap();
-        let end = start + DEFAULT_PROMPTS[start..].find(']').unwrap() + 1;
-        let single = format!(
-            "{}question = \"Is it fake?\"{}",
-            &DEFAULT_PROMPTS[..start],
-            &DEFAULT_PROMPTS[end..]
-        );
+        let single = with_detection("question = \"Is it fake?\"");
         let p = Prompts::parse(&single, "p.toml").unwrap();
         assert_eq!(p.detection.phrasings, ["Is it fake?"]);
         let both = single.replace(
@@ -438,10 +490,72 @@ mod tests {
         assert!(err.contains("listed twice"), "{err}");
     }
 
+    /// The embedded file with the detection library replaced by `with`.
+    fn with_detection(with: &str) -> String {
+        let start = DEFAULT_PROMPTS
+            .find("questions = [\n    \"Has this face")
+            .unwrap();
+        let end = start + DEFAULT_PROMPTS[start..].find(']').unwrap() + 1;
+        format!(
+            "{}{with}{}",
+            &DEFAULT_PROMPTS[..start],
+            &DEFAULT_PROMPTS[end..]
+        )
+    }
+
+    fn error(text: &str) -> String {
+        Prompts::parse(text, "p.toml").unwrap_err().to_string()
+    }
+
     #[test]
     fn empty_question_is_rejected_by_name() {
         let text = DEFAULT_PROMPTS.replace("Has this face been forged?", " ");
-        let err = Prompts::parse(&text, "p.toml").unwrap_err();
-        assert!(err.to_string().contains("detection.question"), "{err}");
+        let err = error(&text);
+        assert!(
+            err.contains("detection.questions: phrasing 1 is empty"),
+            "{err}"
+        );
+        let err = error(&with_detection("question = \"\""));
+        assert!(
+            err.contains("detection.question: phrasing 1 is empty"),
+            "{err}"
+        );
+        let err = error(&with_detection("questions = []"));
+        assert!(
+            err.contains("detection.questions: give at least one phrasing"),
+            "{err}"
+        );
+        let err = error(&with_detection(""));
+        assert!(err.contains("detection.questions is missing"), "{err}");
+        let err = error(&DEFAULT_PROMPTS.replace("Which method produced this forged face?", ""));
+        assert!(
+            err.contains("classification.questions: phrasing 5 is empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn phrasings_recognition_could_not_tell_apart_are_rejected() {
+        let err = error(&with_detection(
+            "questions = [\"Is it fake?\", \"is it fake.\"]",
+        ));
+        assert!(
+            err.contains("detection.questions: `is it fake.` is listed twice"),
+            "{err}"
+        );
+        let shared =
+            with_detection("questions = [\"Is it fake?\", \"How was this face manipulated\"]");
+        match Prompts::parse(&shared, "p.toml") {
+            Err(PromptError::SharedPhrasing {
+                phrasing,
+                first,
+                second,
+                ..
+            }) => {
+                assert_eq!(phrasing, "How was this face manipulated");
+                assert_eq!((first, second), ("detection", "classification"));
+            }
+            other => panic!("expected a shared phrasing, got {other:?}"),
+        }
     }
 }

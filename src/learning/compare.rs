@@ -15,6 +15,7 @@ use super::steps::score;
 use crate::engine::Engine;
 use crate::images::ImageStore;
 use crate::intake::DecodedImage;
+use crate::metrics::report::Report;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -65,10 +66,12 @@ pub(super) async fn load_eval_set(settings: &Settings, plan: &Plan) -> anyhow::R
     })
 }
 
-/// Both adapters' scores on one evaluation set.
+/// Both adapters' scores and held-out reports on one evaluation set.
 pub(super) struct Evaluation {
     pub active: Scores,
     pub candidate: Scores,
+    pub active_report: Report,
+    pub candidate_report: Report,
 }
 
 /// Scores the engine's current (active) adapter, then swaps in the candidate
@@ -97,7 +100,12 @@ pub(super) async fn evaluate(
         .await
         .context("loading the candidate")?;
     let candidate = run("scoring candidate").await?;
-    Ok(Evaluation { active, candidate })
+    Ok(Evaluation {
+        active: active.scores,
+        candidate: candidate.scores,
+        active_report: active.report,
+        candidate_report: candidate.report,
+    })
 }
 
 /// Applies the gate and records the outcome in the registry.
@@ -114,6 +122,8 @@ pub(super) async fn judge(
         active: &evaluation.active,
         compared_with,
         decision: &decision,
+        report: Some(&evaluation.candidate_report),
+        active_report: Some(&evaluation.active_report),
     };
     store
         .set_adapter_metrics(candidate_id, &metrics.to_json()?)

@@ -39,6 +39,9 @@ pub struct Scores {
     pub heldout_classification: Tally,
     /// The new corrections: label right, and type right when one was given.
     pub corrected: Tally,
+    /// ROC AUC of p_fake on the held-out split (DFA-Bench's), when it has
+    /// fakes and reals: how well the model ranks, whatever the threshold.
+    pub heldout_auc: Option<f64>,
 }
 
 impl Scores {
@@ -79,8 +82,9 @@ fn pct(x: f64) -> String {
 }
 
 /// Promote only if the candidate is at least as good as the active model on
-/// the held-out split (within `max_heldout_drop`) and on the new corrections
-/// (by `min_corrected_gain`); with nothing to judge by, reject.
+/// the held-out split (detection and classification accuracy, and ROC AUC,
+/// each within `max_heldout_drop`) and on the new corrections (by
+/// `min_corrected_gain`); with nothing to judge by, reject.
 pub fn decide(candidate: &Scores, active: &Scores, gate: Gate) -> Decision {
     let mut judged = false;
     let mut reasons = Vec::new();
@@ -109,6 +113,18 @@ pub fn decide(candidate: &Scores, active: &Scores, gate: Gate) -> Decision {
             } else {
                 passed.push(line);
             }
+        }
+    }
+    if let (Some(c), Some(a)) = (candidate.heldout_auc, active.heldout_auc) {
+        judged = true;
+        let line = format!("held-out ROC AUC {c:.3} vs active {a:.3}");
+        if c + 1e-9 < a - gate.max_heldout_drop {
+            reasons.push(format!(
+                "{line} (allowed drop {:.3})",
+                gate.max_heldout_drop
+            ));
+        } else {
+            passed.push(line);
         }
     }
     if let (Some(c), Some(a)) = (candidate.corrected.accuracy(), active.corrected.accuracy()) {
@@ -151,6 +167,7 @@ mod tests {
             heldout_detection: tally(det.0, det.1),
             heldout_classification: Tally::default(),
             corrected: tally(corr.0, corr.1),
+            heldout_auc: None,
         }
     }
 
@@ -181,6 +198,36 @@ mod tests {
         ));
         assert!(
             matches!(decide(&Scores::default(), &Scores::default(), GATE), Decision::Reject(r) if r.contains("nothing to evaluate"))
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_ranks_worse_is_rejected_even_at_equal_accuracy() {
+        let with_auc = |s: Scores, auc: f64| Scores {
+            heldout_auc: Some(auc),
+            ..s
+        };
+        let candidate = with_auc(scores((8, 10), (5, 5)), 0.70);
+        let active = with_auc(scores((8, 10), (1, 5)), 0.90);
+        let d = decide(&candidate, &active, GATE);
+        assert!(
+            matches!(&d, Decision::Reject(r) if r.contains("held-out ROC AUC 0.700 vs active 0.900")),
+            "{d:?}"
+        );
+        let tolerant = Gate {
+            max_heldout_drop: 0.25,
+            ..GATE
+        };
+        let d = decide(&candidate, &active, tolerant);
+        assert!(
+            matches!(&d, Decision::Promote(r) if r.contains("ROC AUC")),
+            "{d:?}"
+        );
+        // Only one side has an AUC (one class held out): not compared.
+        let d = decide(&candidate, &scores((8, 10), (1, 5)), GATE);
+        assert!(
+            matches!(&d, Decision::Promote(r) if !r.contains("AUC")),
+            "{d:?}"
         );
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::evaluate::{Decision, Scores};
 use crate::domain::adapter::AdapterRecord;
 use crate::domain::lora::TrainConfig;
+use crate::metrics::report::Report;
 
 /// The dataset a run learned from, by content.
 #[derive(Debug, Clone, Serialize)]
@@ -88,11 +89,43 @@ pub struct Metrics<'a> {
     pub compared_with: Option<&'a str>,
     /// `{"promote": reason}` or `{"reject": reason}`.
     pub decision: &'a Decision,
+    /// DFA-Bench's report of the candidate on the held-out split
+    /// (`dfa adapters list` shows its headline numbers).
+    pub report: Option<&'a Report>,
+    /// The same for the adapter it was compared with.
+    pub active_report: Option<&'a Report>,
 }
 
 impl Metrics<'_> {
     pub fn to_json(&self) -> serde_json::Result<Value> {
         serde_json::to_value(self)
+    }
+}
+
+/// The numbers `dfa adapters list` shows of an adapter: from the held-out
+/// report its evaluation stored (none for an imported adapter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Headline {
+    pub heldout_items: Option<u64>,
+    pub accuracy: Option<f64>,
+    pub roc_auc: Option<f64>,
+    pub ece_15: Option<f64>,
+    pub type_accuracy: Option<f64>,
+    pub type_macro_f1: Option<f64>,
+}
+
+impl Headline {
+    pub fn of(metrics: &Value) -> Headline {
+        let r = &metrics["report"];
+        let d = &r["detection"];
+        Headline {
+            heldout_items: d["items"].as_u64(),
+            accuracy: d["accuracy"].as_f64(),
+            roc_auc: d["roc_auc"].as_f64(),
+            ece_15: d["ece_15"].as_f64(),
+            type_accuracy: r["classification"]["accuracy"].as_f64(),
+            type_macro_f1: r["classification"]["macro_f1"].as_f64(),
+        }
     }
 }
 
@@ -142,6 +175,8 @@ mod tests {
                 active: &scores,
                 compared_with: None,
                 decision,
+                report: None,
+                active_report: None,
             }
             .to_json()
             .unwrap()
@@ -155,5 +190,46 @@ mod tests {
         );
         let rejected = metrics(&Decision::Reject("worse".into()));
         assert_eq!(rejected["decision"], json!({"reject": "worse"}));
+    }
+
+    #[test]
+    fn the_headline_is_read_from_the_stored_report() {
+        use crate::domain::Label;
+        use crate::metrics::report::{report, Prediction, Truth};
+        let p = |p_fake: f64, label: Label| Prediction {
+            p_fake: Some(p_fake),
+            truth: Truth {
+                label: Some(label),
+                ..Truth::default()
+            },
+            ..Prediction::default()
+        };
+        let r = report(
+            &[
+                p(0.9, Label::Fake),
+                p(0.2, Label::Real),
+                p(0.6, Label::Real),
+            ],
+            0.5,
+            0.01,
+        );
+        let scores = Scores::default();
+        let decision = Decision::Promote("ok".into());
+        let json = Metrics {
+            candidate: &scores,
+            active: &scores,
+            compared_with: None,
+            decision: &decision,
+            report: Some(&r),
+            active_report: None,
+        }
+        .to_json()
+        .unwrap();
+        let h = Headline::of(&json);
+        assert_eq!(h.heldout_items, Some(3));
+        assert!((h.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(h.roc_auc, Some(1.0));
+        assert_eq!(h.type_accuracy, None, "no typed fakes");
+        assert_eq!(Headline::of(&json!({})), Headline::default());
     }
 }

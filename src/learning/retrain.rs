@@ -20,6 +20,7 @@ use super::RetrainOptions;
 use crate::domain::lora::TrainConfig;
 use crate::domain::prompts::Prompts;
 use crate::engine::{AdapterSpec, Engine, EngineConfig};
+use crate::metrics::report::Report;
 use crate::model::files::{adapter_spec, ModelFiles};
 use crate::registry::registry_spec;
 use crate::settings::Settings;
@@ -53,6 +54,9 @@ pub struct RetrainReport {
     pub train: Option<TrainReport>,
     pub candidate_scores: Option<Scores>,
     pub active_scores: Option<Scores>,
+    /// DFA-Bench's report of each on the held-out split (docs/eval.md).
+    pub candidate_report: Option<Report>,
+    pub active_report: Option<Report>,
 }
 
 impl RetrainReport {
@@ -71,6 +75,8 @@ impl RetrainReport {
             train: None,
             candidate_scores: None,
             active_scores: None,
+            candidate_report: None,
+            active_report: None,
         }
     }
 
@@ -193,6 +199,8 @@ pub async fn retrain(
     let (outcome, message) = conclusion(&candidate, decision);
     report.candidate_scores = Some(evaluation.candidate);
     report.active_scores = Some(evaluation.active);
+    report.candidate_report = Some(evaluation.candidate_report);
+    report.active_report = Some(evaluation.active_report);
     Ok(report.finish(outcome, message))
 }
 

@@ -14,9 +14,11 @@ use super::items::Item;
 use super::plan::{describe, load_image};
 use crate::domain::prompts::Prompts;
 use crate::domain::verdict::Labelled;
-use crate::engine::{Backend, Engine, Explain, Tasks};
+use crate::engine::Engine;
+use crate::eval::{predict, EvalItem};
 use crate::images::ImageStore;
 use crate::intake::DecodedImage;
+use crate::metrics::report::{report, Report, Truth};
 use crate::model::files::ModelFiles;
 use crate::settings::Settings;
 use crate::trainer::base::BaseModel;
@@ -189,7 +191,35 @@ pub(super) fn train_candidate(
     })
 }
 
-/// Scores the engine's current adapter on the evaluation items.
+/// One model's scores on the evaluation items: the gate's tallies and the
+/// DFA-Bench report of the held-out split (`metrics::report`).
+pub(super) struct Scored {
+    pub scores: Scores,
+    pub report: Report,
+}
+
+/// A held-out or corrected item as the evaluator sees it: its truth only
+/// (the gate asks for no explanation and no conversation, to stay quick).
+fn eval_item(item: &Item) -> EvalItem {
+    EvalItem {
+        id: item.key.clone(),
+        line: match item.origin {
+            super::items::Origin::Dataset { line } => line,
+            super::items::Origin::Correction { .. } => 0,
+        },
+        source: None,
+        image: PathBuf::new(),
+        truth: Truth {
+            label: item.label,
+            forgery_type: item.forgery_type,
+            ..Truth::default()
+        },
+        conversation: Vec::new(),
+    }
+}
+
+/// Scores the engine's current adapter on the evaluation items through the
+/// DFA-Bench evaluator (`eval::predict`, what `dfa eval` runs).
 pub(super) async fn score(
     engine: &Engine,
     images: &[(usize, Arc<DecodedImage>)],
@@ -198,43 +228,43 @@ pub(super) async fn score(
     threshold: f32,
     progress: bool,
     what: &str,
-) -> anyhow::Result<Scores> {
+) -> anyhow::Result<Scored> {
     let pb = bar(progress, images.len(), what);
+    let all: Vec<&Item> = heldout.iter().chain(corrected).collect();
     let mut predictions = futures::stream::iter(images.iter().cloned())
         .map(|(i, img)| {
             let engine = engine.clone();
-            async move {
-                let request = crate::engine::AnalysisRequest {
-                    image: (*img).clone(),
-                    tasks: Tasks {
-                        explain: Explain::Never,
-                        ..Tasks::screening(1.0)
-                    },
-                };
-                (i, engine.analyze(request).await)
-            }
+            let item = eval_item(all[i]);
+            async move { (i, predict(&engine, &item, (*img).clone()).await) }
         })
         .buffer_unordered(engine.info().capacity.max(1));
-    let mut by_index = vec![None; heldout.len() + corrected.len()];
+    let mut by_index = vec![None; all.len()];
     while let Some((i, result)) = predictions.next().await {
         pb.inc(1);
-        let a = result.context("evaluating")?;
-        // The rule verdicts are labelled by, so the gate judges what workers serve.
-        let labelled = Labelled::from_scores(a.p_fake, a.type_scores, threshold);
-        by_index[i] = Some(Prediction {
-            label: labelled.label,
-            forgery_type: labelled.forgery_type,
-        });
+        by_index[i] = Some(result.context("evaluating")?);
     }
     pb.finish_and_clear();
     let mut scores = Scores::default();
+    let mut held_out_predictions = Vec::new();
     for (i, p) in by_index.into_iter().enumerate() {
         let Some(p) = p else { continue };
+        // The rule verdicts are labelled by, so the gate judges what workers serve.
+        let labelled = Labelled::from_scores(p.p_fake.map(|x| x as f32), p.type_scores, threshold);
+        let tally = Prediction {
+            label: labelled.label,
+            forgery_type: labelled.forgery_type,
+        };
         if i < heldout.len() {
-            scores.add_heldout(&heldout[i], p);
+            scores.add_heldout(&heldout[i], tally);
+            held_out_predictions.push(p);
         } else {
-            scores.add_corrected(&corrected[i - heldout.len()], p);
+            scores.add_corrected(&corrected[i - heldout.len()], tally);
         }
     }
-    Ok(scores)
+    let report = report(&held_out_predictions, f64::from(threshold), GATE_TARGET_FPR);
+    scores.heldout_auc = report.detection.roc_auc;
+    Ok(Scored { scores, report })
 }
+
+/// The false-positive rate the held-out report finds a threshold for.
+const GATE_TARGET_FPR: f64 = 0.01;
