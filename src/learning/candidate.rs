@@ -31,6 +31,9 @@ pub(super) struct Lineage<'a> {
     pub compared_with: Option<&'a str>,
     /// The registry's active adapter, the candidate's parent row.
     pub parent_id: Option<&'a str>,
+    /// The mmproj training started from, and the configured one.
+    pub start_mmproj: &'a Path,
+    pub configured_mmproj: &'a Path,
 }
 
 /// The mmproj registered with the candidate.
@@ -112,7 +115,6 @@ pub(super) async fn register_candidate(
     adapters_dir: &Path,
     plan: &Plan,
     trained: &Trained,
-    projector: CandidateProjector,
     config: &TrainConfig,
     lineage: Lineage<'_>,
     skipped: usize,
@@ -143,6 +145,8 @@ pub(super) async fn register_candidate(
         write_adapter(&file, &architecture, alpha, &tensors, &provenance)
     })
     .await??;
+    let projector =
+        CandidateProjector::of(trained, lineage.start_mmproj, lineage.configured_mmproj);
     let staged_mmproj = match stage_projector(adapters_dir, &staged, projector).await {
         Ok(p) => p,
         Err(e) => {

@@ -257,7 +257,10 @@ mod tests {
             question: "Why?".into(),
             answer: "Because.".into(),
         };
-        assert_eq!(rephrased(&[other.clone()], &p, 1, "k"), vec![other]);
+        assert_eq!(
+            rephrased(std::slice::from_ref(&other), &p, 1, "k"),
+            vec![other]
+        );
     }
 
     #[test]

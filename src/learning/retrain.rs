@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::candidate::{register_candidate, Candidate, CandidateProjector, Lineage};
+use super::candidate::{register_candidate, Candidate, Lineage};
 use super::compare::{evaluate, judge, load_eval_set};
 use super::evaluate::{Decision, Gate, Scores};
 use super::plan::{plan, Plan};
@@ -164,14 +164,14 @@ pub async fn retrain(
         base_model_sha256: &base_model_sha256,
         compared_with: report.active_adapter.as_deref(),
         parent_id: plan.active.as_ref().map(|a| a.id.as_str()),
+        start_mmproj: &start_mmproj,
+        configured_mmproj: &model.mmproj,
     };
-    let projector = CandidateProjector::of(&trained, &start_mmproj, &model.mmproj);
     let candidate = register_candidate(
         &store,
         &adapters_dir,
         &plan,
         &trained,
-        projector,
         config,
         lineage,
         report.skipped.len(),

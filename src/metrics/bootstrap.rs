@@ -106,7 +106,7 @@ mod tests {
     fn undefined_resamples_are_left_out_and_all_undefined_is_none() {
         assert!(paired_interval(10, 100, 0.95, 1, |_| None).is_none());
         let ci = paired_interval(10, 100, 0.95, 1, |idx| {
-            (idx.iter().any(|&i| i == 0) || idx.len() == 10 && idx[9] == 9).then_some(1.0)
+            (idx.contains(&0) || idx.len() == 10 && idx[9] == 9).then_some(1.0)
         })
         .unwrap();
         assert!(ci.resamples < 100, "{ci:?}");
