@@ -241,6 +241,12 @@ mod tests {
             })
             .collect();
         assert!(asked.len() > 2, "{asked:?}");
+        assert!(asked.contains(&p.detection.question), "{asked:?}");
+        let another_seed = (0..40).any(|i| {
+            let key = format!("correction:{i}");
+            rephrased(&item.turns, &p, 42, &key) != rephrased(&item.turns, &p, 7, &key)
+        });
+        assert!(another_seed, "the seed changes the choices");
         assert!(asked
             .iter()
             .all(|q| p.phrasings(Task::Detection).contains(q)));
