@@ -150,21 +150,6 @@ fn f16_weights_agree_too() {
     worst_disagreement_with(&m.gguf, &tower, &projector, &out);
 }
 
-fn config(seed: u64) -> TrainConfig {
-    TrainConfig {
-        targets: vec![Projection::Q, Projection::V],
-        rank: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        learning_rate: 5e-3,
-        weight_decay: 0.0,
-        epochs: 3,
-        batch_size: 2,
-        seed,
-        train_projector: true,
-    }
-}
-
 /// Detection examples on tower features: even seeds forged, odd real.
 fn feature_examples(f: &Featurizer, tower: &VisionTower, seeds: &[u32]) -> Vec<Example> {
     let question = f.prompts().detection.question.clone();
@@ -232,7 +217,7 @@ fn training_the_projector_lowers_the_loss_and_llama_cpp_serves_the_result() {
     let tower = tower();
     let f = featurizer(&common::tiny().mmproj);
     let examples = feature_examples(&f, &tower, &[1, 2, 3, 4, 5, 6]);
-    let cfg = config(3);
+    let cfg = common::train_config(3, &[Projection::Q, Projection::V], true);
     let original = ProjectorSet::from_mmproj(&common::tiny().mmproj, &Device::Cpu).unwrap();
     let before = trainer::mean_loss_with(&base, None, Some(&original), &examples).unwrap();
 
@@ -327,7 +312,7 @@ fn training_the_projector_lowers_the_loss_and_llama_cpp_serves_the_result() {
 fn projector_training_refuses_inputs_that_would_not_train_it() {
     let base = BaseModel::load(&common::tiny().gguf, &Device::Cpu).unwrap();
     let mut f = featurizer(&common::tiny().mmproj);
-    let cfg = config(1);
+    let cfg = common::train_config(1, &[Projection::Q, Projection::V], true);
     let mut lora = LoraSet::init(&base.config, &cfg.targets, 4, 8.0, 1, &Device::Cpu).unwrap();
     let projector = ProjectorSet::from_mmproj(&common::tiny().mmproj, &Device::Cpu).unwrap();
     let question = f.prompts().detection.question.clone();

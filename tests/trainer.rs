@@ -33,21 +33,6 @@ fn base() -> BaseModel {
     BaseModel::load(&common::tiny().gguf, &Device::Cpu).expect("base loads")
 }
 
-fn config(seed: u64) -> TrainConfig {
-    TrainConfig {
-        targets: vec![Projection::Q, Projection::K, Projection::V, Projection::O],
-        rank: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        learning_rate: 5e-3,
-        weight_decay: 0.0,
-        epochs: 3,
-        batch_size: 2,
-        seed,
-        train_projector: false,
-    }
-}
-
 /// Detection examples: even seeds forged, odd seeds real.
 fn detection_examples(f: &mut Featurizer, seeds: &[u32]) -> Vec<Example> {
     let question = f.prompts().detection.question.clone();
@@ -75,7 +60,7 @@ fn lora_for(base: &BaseModel, cfg: &TrainConfig) -> LoraSet {
 }
 
 fn trained(base: &BaseModel, examples: &[Example], seed: u64) -> LoraSet {
-    let cfg = config(seed);
+    let cfg = common::train_config(seed, &Projection::ALL, false);
     let mut lora = lora_for(base, &cfg);
     trainer::train(base, &mut lora, examples, &cfg, |_, _, _| {}).expect("train");
     lora
@@ -184,7 +169,7 @@ fn training_lowers_the_loss_deterministically_and_reaches_every_tensor() {
     let examples = detection_examples(&mut f, &[1, 2, 3, 4, 5, 6]);
     let before = trainer::mean_loss(&base, None, &examples).unwrap();
 
-    let cfg = config(3);
+    let cfg = common::train_config(3, &Projection::ALL, false);
     let mut a = lora_for(&base, &cfg);
     let report_a = trainer::train(&base, &mut a, &examples, &cfg, |_, _, _| {}).unwrap();
     let mut b = lora_for(&base, &cfg);

@@ -236,3 +236,23 @@ pub const TRAIN_ENV: [(&str, &str); 7] = [
     ("DFA__RETRAIN__BATCH_SIZE", "4"),
     ("DFA__ENGINE__THREADS", "2"),
 ];
+
+/// Small, quick LoRA hyper-parameters for the tiny model.
+pub fn train_config(
+    seed: u64,
+    targets: &[dfa::trainer::lora::Projection],
+    train_projector: bool,
+) -> dfa::trainer::TrainConfig {
+    dfa::trainer::TrainConfig {
+        targets: targets.to_vec(),
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        learning_rate: 5e-3,
+        weight_decay: 0.0,
+        epochs: 3,
+        batch_size: 2,
+        seed,
+        train_projector,
+    }
+}
