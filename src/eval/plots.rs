@@ -11,7 +11,7 @@ use crate::metrics::detection::Bin;
 const SIZE: f64 = 320.0;
 const PAD: f64 = 48.0;
 
-fn frame(title: &str, x_label: &str, y_label: &str) -> String {
+fn frame(title: &str, x_label: &str, y_label: &str, ticks: bool) -> String {
     let full = SIZE + 2.0 * PAD;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{full}" height="{full}" viewBox="0 0 {full} {full}" font-family="sans-serif" font-size="12">"#
@@ -28,7 +28,7 @@ fn frame(title: &str, x_label: &str, y_label: &str) -> String {
         full / 2.0,
         escape(y_label)
     );
-    for t in [0.0, 0.5, 1.0] {
+    for t in [0.0, 0.5, 1.0].into_iter().filter(|_| ticks) {
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="middle">{t}</text><text x="{}" y="{}" text-anchor="end">{t}</text>"#,
@@ -72,7 +72,7 @@ pub fn roc(points: &[(f64, f64)], auc: Option<f64>) -> String {
         Some(a) => format!("ROC curve (AUC {a:.3})"),
         None => "ROC curve (needs fakes and reals)".into(),
     };
-    let mut s = frame(&title, "false-positive rate", "true-positive rate");
+    let mut s = frame(&title, "false-positive rate", "true-positive rate", true);
     diagonal(&mut s);
     let path: Vec<String> = points
         .iter()
@@ -96,7 +96,7 @@ pub fn reliability(bins: &[Bin], ece: Option<f64>) -> String {
         Some(e) => format!("Reliability ({} bins, ECE {e:.3})", bins.len()),
         None => "Reliability".into(),
     };
-    let mut s = frame(&title, "mean p_fake in bin", "share of fakes");
+    let mut s = frame(&title, "mean p_fake in bin", "share of fakes", true);
     for b in bins.iter().filter(|b| b.count > 0) {
         let _ = write!(
             s,
@@ -119,7 +119,7 @@ pub fn reliability(bins: &[Bin], ece: Option<f64>) -> String {
 
 /// The 4×4 type confusion matrix, rows the truth, shaded by row share.
 pub fn confusion(c: &TypeConfusion) -> String {
-    let mut s = frame("Forgery type confusion", "predicted", "truth");
+    let mut s = frame("Forgery type confusion", "predicted", "truth", false);
     let cell = SIZE / 4.0;
     for (i, row) in c.matrix.iter().enumerate() {
         let total: u64 = row.iter().sum();
@@ -138,13 +138,16 @@ pub fn confusion(c: &TypeConfusion) -> String {
             );
         }
     }
+    // Initials under the columns and left of the rows: fs, fr, fe, efs.
     for (i, t) in ForgeryType::ALL.iter().enumerate() {
         let short: String = t.as_str().split('_').map(|w| &w[..1]).collect();
+        let at = PAD + (i as f64 + 0.5) * cell;
         let _ = write!(
             s,
-            r#"<text x="{:.2}" y="{:.2}" text-anchor="middle" font-size="10">{short}</text>"#,
-            PAD + (i as f64 + 0.5) * cell,
-            PAD - 6.0 - 12.0,
+            r#"<text x="{at:.2}" y="{:.2}" text-anchor="middle" font-size="11">{short}</text><text x="{:.2}" y="{:.2}" text-anchor="end" font-size="11">{short}</text>"#,
+            PAD + SIZE + 16.0,
+            PAD - 6.0,
+            at + 4.0,
         );
     }
     s.push_str("</svg>\n");
