@@ -233,6 +233,30 @@ async fn eval_reports_what_the_model_answers_and_compares_adapters() {
         "{}",
         String::from_utf8_lossy(&trained.stderr)
     );
+    // An earlier run of another dataset is not paired with this one.
+    let other_dir = env.dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::copy(
+        base_dir.join("predictions.jsonl"),
+        other_dir.join("predictions.jsonl"),
+    )
+    .unwrap();
+    let mut other = report.clone();
+    other["dataset"]["sha256"] = "0".repeat(64).into();
+    std::fs::write(other_dir.join("report.json"), other.to_string()).unwrap();
+    let (out, stderr) = eval(
+        &env,
+        &[
+            "--dataset",
+            ds,
+            "--compare",
+            other_dir.to_str().unwrap(),
+            "base",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("made from another dataset"), "{stderr}");
+
     let cmp_dir = env.dir.join("cmp");
     let (out, stderr) = eval(
         &env,

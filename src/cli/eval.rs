@@ -211,6 +211,7 @@ impl<'a> Bench<'a> {
     async fn evaluate(&mut self, subject: &Subject) -> anyhow::Result<Evaluation> {
         let threshold = f64::from(self.settings.analysis.threshold);
         if let Subject::Run(dir) = subject {
+            same_dataset(dir, &self.dataset.sha256)?;
             let text = std::fs::read_to_string(dir.join("predictions.jsonl"))
                 .with_context(|| format!("reading {}", dir.display()))?;
             let lines = read_lines(&text)
@@ -322,6 +323,25 @@ impl<'a> Bench<'a> {
         Store::open(&self.settings.database, 1)
             .await
             .context("opening the database (for the adapter registry)")
+    }
+}
+
+/// An earlier run is compared only on the dataset it was made from (its
+/// report.json's sha256): items are matched by id, and another file's ids
+/// would pair unrelated items without a word.
+fn same_dataset(dir: &Path, sha256: &str) -> anyhow::Result<()> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (the run's dataset digest)", path.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    match report["dataset"]["sha256"].as_str() {
+        Some(s) if s == sha256 => Ok(()),
+        other => bail!(
+            "{} was made from another dataset (sha256 {}), not --dataset's ({sha256})",
+            dir.display(),
+            other.unwrap_or("unknown")
+        ),
     }
 }
 
