@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod chat;
+mod devices;
 mod eval;
 mod images;
 mod models;
@@ -24,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 struct Cli {
     /// Directory holding default.toml and $DFA_ENV.toml.
-    #[arg(long, global = true, default_value = "config")]
+    #[arg(long, global = true, env = "DFA_CONFIG_DIR", default_value = "config")]
     config_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -36,6 +37,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Ask follow-up questions about one image in the terminal.
     Chat(chat::ChatArgs),
+    /// The devices llama.cpp sees (CPU, GPUs) and where the model would go.
+    Devices,
     /// Generate random-weight models for tests and benchmarks.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
             Command::Analyze(args) => analyze::run(&cli.config_dir, args).await,
             Command::Chat(args) => chat::run(&cli.config_dir, args).await,
             Command::Models(cmd) => models::run(&cli.config_dir, cmd),
+            Command::Devices => devices::run(&cli.config_dir),
             Command::Eval(args) => eval::run(&cli.config_dir, args).await,
             Command::Bench(args) => bench::run(&cli.config_dir, args).await,
             Command::Worker(args) => worker::run(&cli.config_dir, args).await,

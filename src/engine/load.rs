@@ -24,8 +24,14 @@ use crate::domain::sha256_file;
 use crate::domain::ModelIdentity;
 use crate::settings::{FlashAttention, KvCacheKind};
 
-/// llama.cpp's backend may be initialised once per process.
+/// llama.cpp's backend, initialised once per process: the first caller's
+/// `backends_dir` (used by `gpu` builds) is the one that counts.
 pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    backend_in(None)
+}
+
+/// `backend`, loading backend modules from `backends_dir` in a `gpu` build.
+pub fn backend_in(backends_dir: Option<&Path>) -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -33,7 +39,21 @@ pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
             llama_cpp_2::send_logs_to_tracing(
                 llama_cpp_2::LogOptions::default().with_logs_enabled(verbose),
             );
-            LlamaBackend::init().map_err(|e| e.to_string())
+            if let Some(dir) = super::devices::load_backend_modules(backends_dir)? {
+                tracing::info!(dir = %dir.display(), "llama.cpp backend modules loaded");
+            }
+            let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            for d in super::devices::list() {
+                tracing::info!(
+                    device = %d.name,
+                    backend = %d.backend,
+                    description = %d.description,
+                    gpu = d.gpu,
+                    memory_free_mib = d.memory_free >> 20,
+                    "llama.cpp device"
+                );
+            }
+            Ok(backend)
         })
         .as_ref()
         .map_err(|e| EngineError::Load(format!("llama.cpp backend: {e}")))
@@ -93,11 +113,23 @@ impl Loaded {
     /// Loads the model, the vision tower and the configured adapter, and
     /// checks that one request fits the context.
     pub fn open(config: &EngineConfig, backend: &LlamaBackend) -> Result<Loaded, EngineError> {
-        let gpu_layers = config.engine.n_gpu_layers;
+        let placement = super::devices::place(
+            config.engine.n_gpu_layers,
+            &config.engine.device,
+            &super::devices::list(),
+        )
+        .map_err(EngineError::Load)?;
+        let gpu_layers = placement.gpu_layers;
         let threads = resolve_threads(config.engine.threads);
         let threads_batch = resolve_threads(config.engine.threads_batch);
 
-        let model_params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let mut model_params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        if let Some(devices) = &placement.devices {
+            model_params = model_params
+                .with_devices(devices)
+                .map_err(|e| load_err("engine.device", &e))?;
+        }
+        tracing::info!(gpu_layers, devices = ?placement.devices, "placing the model");
         let mut model = LlamaModel::load_from_file(backend, &config.gguf, &model_params)
             .map_err(|e| load_err(&config.gguf.display().to_string(), &e))?;
         let mmproj = wanted_mmproj(&config.mmproj, config.adapter.as_ref()).to_path_buf();

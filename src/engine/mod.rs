@@ -6,6 +6,7 @@
 mod adapters;
 pub mod analyze;
 mod config;
+pub mod devices;
 pub mod instant;
 mod load;
 mod render;
@@ -19,7 +20,7 @@ pub use config::{AdapterSpec, EngineConfig, SEQS_PER_REQUEST};
 /// featurizer so that both turn images and prompts into tokens alike: one
 /// backend per process, one recipe for the mtmd context, one chat format.
 pub mod llama {
-    pub use super::load::{backend, kv_and_attention, open_mtmd, resolve_threads};
+    pub use super::load::{backend, backend_in, kv_and_attention, open_mtmd, resolve_threads};
     pub use super::render::ChatFormat;
 }
 

@@ -14,7 +14,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use tokio::sync::{mpsc, oneshot};
 
 use super::adapters::{Adapters, Switch};
-use super::load::{backend, load_err, wanted_mmproj, Loaded};
+use super::load::{backend_in, load_err, wanted_mmproj, Loaded};
 use super::scheduler::{Job, Scheduler};
 use super::{AdapterSpec, Command, EngineConfig, EngineError, EngineInfo};
 use crate::domain::ModelIdentity;
@@ -66,7 +66,7 @@ fn serve(
     rx: &mut mpsc::Receiver<Command>,
     ready: &mut Option<Ready>,
 ) -> Result<(), EngineError> {
-    let backend = backend()?;
+    let backend = backend_in(config.backends_dir())?;
     let mut loaded = Loaded::open(config, backend)?;
     let mut backlog = Backlog::default();
     loop {

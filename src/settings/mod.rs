@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod device;
 mod faces;
 mod learning;
 mod serve;
@@ -12,6 +13,7 @@ mod validate;
 
 use config::{Config, Environment, File, FileFormat};
 
+pub use device::{DeviceChoice, GpuLayers};
 pub use faces::{FaceMode, FaceSettings};
 pub use learning::{AdapterSettings, ImageStoreSettings, RetrainSettings};
 use secrecy::SecretString;
@@ -153,7 +155,11 @@ pub struct EngineSettings {
     pub n_seq_max: u32,
     pub max_in_flight: u32,
     pub queue_capacity: usize,
-    pub n_gpu_layers: u32,
+    pub n_gpu_layers: GpuLayers,
+    pub device: DeviceChoice,
+    /// Where llama.cpp's backend modules (`libggml-*.so`) are, in a build with
+    /// the `gpu` feature; empty: next to the executable, then the build's own.
+    pub backends_dir: String,
     pub threads: u32,
     pub threads_batch: u32,
     pub kv_cache_type: KvCacheKind,

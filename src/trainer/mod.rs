@@ -275,7 +275,7 @@ pub fn gradient_norms(
 
 /// The device training runs on: CUDA when built with it and present.
 pub fn device() -> Device {
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "cuda-trainer")]
     if let Ok(d) = Device::new_cuda(0) {
         return d;
     }
