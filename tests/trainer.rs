@@ -162,6 +162,118 @@ fn trainer_and_llama_cpp_logits_agree_with_and_without_image() {
     eprintln!("max |Δlogit|: exact settings {worst_exact:e}, serving defaults {worst_serving:e}");
 }
 
+/// `retrain.weights_dtype = "bf16"`, on a tiny model stored in BF16: the
+/// trainer and llama.cpp hold the same weights exactly, and both round the
+/// activations to BF16 before each product with a weight (ggml's BF16 dot
+/// product takes BF16 operands) and keep the product in F32, so they agree
+/// as closely as in F32 (measured 1.9e-6; the F32 test's bound, 1e-4,
+/// applies). A trainer that kept F32 activations against the same weights
+/// misses llama.cpp by ≈ 5e-2 (checked, so the bound means something).
+/// The trainer holding an F32 model's weights in BF16 is the other case:
+/// see `bf16_weights_on_an_f32_model_are_within_bf16_rounding`.
+#[test]
+fn bf16_weights_agree_with_llama_cpp_on_a_bf16_model() {
+    use candle_core::quantized::GgmlDType;
+    use dfa::domain::lora::WeightsDtype;
+    use dfa::model::tiny::{generate, ModelShape};
+
+    let dir = tempfile::tempdir().unwrap();
+    let shape = ModelShape {
+        dtype: GgmlDType::BF16,
+        ..ModelShape::tiny()
+    };
+    let prompts = Prompts::embedded();
+    let m = generate(dir.path(), &shape, &prompts.all_texts(), 42).expect("bf16 model");
+    let mut f = Featurizer::load(&m.gguf, &m.mmproj, prompts, ChatTemplateChoice::Auto, 2)
+        .expect("featurizer loads");
+    let bf16 = BaseModel::load_as(&m.gguf, &Device::Cpu, WeightsDtype::Bf16).unwrap();
+    let f32_acts = BaseModel::load_as(&m.gguf, &Device::Cpu, WeightsDtype::F32).unwrap();
+    // Trained with the BF16 base: the backward pass runs through BF16 products.
+    let examples = detection_examples(&mut f, &[2, 3, 4]);
+    let cfg = common::train_config(7, &Projection::ALL, false);
+    let before = trainer::mean_loss(&bf16, None, &examples).unwrap();
+    let mut lora = lora_for(&bf16, &cfg);
+    trainer::train(&bf16, &mut lora, &examples, &cfg, |_, _, _| {}).unwrap();
+    let after = trainer::mean_loss(&bf16, Some(&lora), &examples).unwrap();
+    // Three examples, three epochs: 10.3 → 6.2 measured.
+    assert!(
+        after < before * 0.8,
+        "BF16 training: loss {before} → {after}"
+    );
+    let path = dir.path().join("bf16-trained.gguf");
+    write(&lora, &bf16, &path);
+
+    let image = common::decoded(11);
+    let emb = Arc::new(f.encode_image(&image).unwrap());
+    let with_image = f
+        .example(Some(emb), &[], "Has this face been forged?", "Yes.")
+        .unwrap();
+    let text_only = f
+        .example(None, &[], "What type of forgery is it?", "Face swap.")
+        .unwrap();
+    let (mut worst_bf16, mut worst_f32_acts) = (0.0f32, 0.0f32);
+    for (ex, img) in [(&with_image, Some(&image)), (&text_only, None)] {
+        for adapted in [false, true] {
+            let adapter = adapted.then_some((path.as_path(), 1.0));
+            let reference = f.reference_logits(ex, img, adapter, EXACT).unwrap();
+            let lora = adapted.then_some(&lora);
+            worst_bf16 = worst_bf16.max(max_abs_diff(&trainer_rows(&bf16, lora, ex), &reference));
+            worst_f32_acts =
+                worst_f32_acts.max(max_abs_diff(&trainer_rows(&f32_acts, lora, ex), &reference));
+        }
+    }
+    eprintln!(
+        "BF16 model, max |Δlogit| against llama.cpp: weights_dtype bf16 {worst_bf16:e}, f32 {worst_f32_acts:e}"
+    );
+    assert!(worst_bf16 <= 1e-4, "bf16: max |Δlogit| {worst_bf16}");
+    assert!(
+        worst_f32_acts > 1e-2,
+        "F32 activations against BF16 weights should visibly miss llama.cpp ({worst_f32_acts})"
+    );
+}
+
+/// The usual case on a GPU: the served model is F32 or F16 and the trainer
+/// holds its weights in BF16 to fit. BF16 keeps 8 bits of mantissa, so each
+/// weight and each activation entering a product moves by up to 2⁻⁹ of
+/// itself; over the two layers' seven products and the output that comes to
+/// 0.6% of the largest logit here (6.5e-2 of 11.1, measured). The bound is
+/// 2% of the largest logit, for other seeds' headroom; the F32 load of the
+/// same file agrees to 1e-4, so the difference is BF16's alone. Training
+/// on BF16 weights is an approximation of that size; the adapter it writes
+/// is served on the original weights.
+#[test]
+fn bf16_weights_on_an_f32_model_are_within_bf16_rounding() {
+    use dfa::domain::lora::WeightsDtype;
+
+    let mut f = featurizer();
+    let exact = base();
+    let held = BaseModel::load_as(&common::tiny().gguf, &Device::Cpu, WeightsDtype::Bf16).unwrap();
+    let image = common::decoded(5);
+    let emb = Arc::new(f.encode_image(&image).unwrap());
+    let ex = f
+        .example(Some(emb), &[], "Has this face been forged?", "Yes.")
+        .unwrap();
+    let reference = f.reference_logits(&ex, Some(&image), None, EXACT).unwrap();
+    let d_exact = max_abs_diff(&trainer_rows(&exact, None, &ex), &reference);
+    let d_held = max_abs_diff(&trainer_rows(&held, None, &ex), &reference);
+    let scale = reference
+        .iter()
+        .flatten()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    eprintln!(
+        "F32 model, max |Δlogit| against llama.cpp: f32 {d_exact:e}, bf16 {d_held:e} (max |logit| {scale})"
+    );
+    assert!(d_exact <= 1e-4, "f32: {d_exact}");
+    assert!(
+        d_held <= 0.02 * scale,
+        "bf16 weights of an F32 model: {d_held} (max |logit| {scale})"
+    );
+    assert!(
+        d_held > d_exact,
+        "BF16 rounding should show ({d_held} vs {d_exact})"
+    );
+}
+
 #[test]
 fn training_lowers_the_loss_deterministically_and_reaches_every_tensor() {
     let mut f = featurizer();

@@ -140,7 +140,7 @@ pub(super) fn train_candidate(
 ) -> anyhow::Result<Trained> {
     let parent = start.parent;
     let device = trainer::device();
-    let base = BaseModel::load(&model.gguf, &device)?;
+    let base = BaseModel::load_as(&model.gguf, &device, config.weights_dtype)?;
     let fresh = || {
         LoraSet::init(
             &base.config,

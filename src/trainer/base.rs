@@ -18,6 +18,7 @@ use candle_nn::rotary_emb::rope_i_slow;
 use super::lora::{LoraSet, Projection};
 use super::shape::BaseConfig;
 use super::TrainError;
+use crate::domain::lora::WeightsDtype;
 
 struct Layer {
     attn_norm: Tensor,
@@ -60,7 +61,22 @@ fn meta_f32(content: &Content, key: &str, default: f32) -> f32 {
 }
 
 impl BaseModel {
+    /// The base with F32 weights.
     pub fn load(path: &Path, device: &Device) -> Result<BaseModel, TrainError> {
+        Self::load_as(path, device, WeightsDtype::F32)
+    }
+
+    /// The base with its matrices (embeddings, projections, output) held as
+    /// `weights`; norms stay F32. Activations are F32 between the matrices.
+    pub fn load_as(
+        path: &Path,
+        device: &Device,
+        weights: WeightsDtype,
+    ) -> Result<BaseModel, TrainError> {
+        let held = match weights {
+            WeightsDtype::F32 => DType::F32,
+            WeightsDtype::Bf16 => DType::BF16,
+        };
         let base_err =
             |e: &dyn std::fmt::Display| TrainError::Base(format!("{}: {e}", path.display()));
         let mut file = File::open(path).map_err(|e| base_err(&e))?;
@@ -105,7 +121,11 @@ impl BaseModel {
             content
                 .tensor(&mut file, name, device)
                 .and_then(|q| q.dequantize(device))
-                .and_then(|t| t.to_dtype(DType::F32))
+                .and_then(|t| {
+                    // Rank-1 tensors (norms) are small and stay exact.
+                    let dtype = if t.rank() == 1 { DType::F32 } else { held };
+                    t.to_dtype(dtype)
+                })
                 .map_err(|e| TrainError::Base(format!("tensor {name}: {e}")))
         };
         let t = |x: Tensor| x.t().and_then(|x| x.contiguous()).map_err(TrainError::from);
@@ -148,7 +168,10 @@ impl BaseModel {
     /// Token embeddings, (n, E).
     pub fn embed_tokens(&self, tokens: &[u32]) -> Result<Tensor, TrainError> {
         let ids = Tensor::new(tokens, &self.device)?;
-        Ok(self.token_embd.index_select(&ids, 0)?)
+        Ok(self
+            .token_embd
+            .index_select(&ids, 0)?
+            .to_dtype(DType::F32)?)
     }
 
     /// Final hidden states (after the output norm), (T, E), for a sequence
@@ -239,11 +262,19 @@ impl BaseModel {
 /// of the training arithmetic, and a weight-sized tensor per projection held
 /// until the step ends). The forward is the same gemm call, so logits are
 /// bit-identical. CPU only; other devices use the plain matmul.
+///
+/// A BF16 weight (`retrain.weights_dtype = "bf16"`) multiplies the
+/// activations rounded to BF16, as llama.cpp's BF16 dot product does, and the
+/// product stays F32. On the CPU the op widens the weight for the one gemm
+/// (nothing weight-sized is kept for the backward pass); elsewhere the
+/// device's BF16 matmul runs and its product is widened.
 fn frozen_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor, TrainError> {
     if x.device().is_cpu() && x.dims().len() == 2 && w.dims().len() == 2 {
         Ok(x.apply_op2(w, FrozenMatmul)?)
-    } else {
+    } else if w.dtype() == x.dtype() {
         Ok(x.matmul(w)?)
+    } else {
+        Ok(x.to_dtype(w.dtype())?.matmul(w)?.to_dtype(x.dtype())?)
     }
 }
 
@@ -266,17 +297,39 @@ impl CustomOp2 for FrozenMatmul {
         if k != k2 {
             candle_core::bail!("frozen-matmul: ({m}, {k}) x ({k2}, {n})");
         }
-        Ok((s1.matmul(s2, (1, m, n, k), l1, l2)?, Shape::from((m, n))))
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::BF16(_)) => {
+                // Round the activations through BF16 and widen both, so the
+                // gemm is F32's and its product is not rounded again.
+                let x = s1.to_dtype(l1, DType::BF16)?;
+                let x = x.to_dtype(&Layout::contiguous(l1.shape()), DType::F32)?;
+                let w = s2.to_dtype(l2, DType::F32)?;
+                let (l1, l2) = (
+                    Layout::contiguous(l1.shape()),
+                    Layout::contiguous(l2.shape()),
+                );
+                x.matmul(&w, (1, m, n, k), &l1, &l2)?
+            }
+            _ => s1.matmul(s2, (1, m, n, k), l1, l2)?,
+        };
+        Ok((out, Shape::from((m, n))))
     }
 
     fn bwd(
         &self,
-        _x: &Tensor,
+        x: &Tensor,
         w: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.matmul(&w.t()?)?), None))
+        // The rounding of x passes the gradient straight through.
+        let wt = w.t()?;
+        let wt = if wt.dtype() == x.dtype() {
+            wt
+        } else {
+            wt.to_dtype(x.dtype())?
+        };
+        Ok((Some(grad.matmul(&wt)?), None))
     }
 }
 

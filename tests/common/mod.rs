@@ -254,5 +254,6 @@ pub fn train_config(
         batch_size: 2,
         seed,
         train_projector,
+        weights_dtype: Default::default(),
     }
 }

@@ -126,6 +126,7 @@ fn config() -> TrainConfig {
         batch_size: 4,
         seed: 42,
         train_projector: false,
+        weights_dtype: Default::default(),
     }
 }
 
