@@ -29,6 +29,10 @@ pub struct Metrics {
     /// 1 for the adapter this worker serves ("none": the base model).
     pub serving_adapter: IntGaugeVec,
     pub in_flight: IntGauge,
+    /// Messages behind the end of each partition this worker holds
+    /// (librdkafka's statistics), for dashboards; KEDA reads the group's lag
+    /// from the brokers itself.
+    pub consumer_lag: IntGaugeVec,
     pub write_batch_size: Histogram,
     pub stage_seconds: HistogramVec,
     /// What /healthz reports.
@@ -95,6 +99,14 @@ impl Metrics {
         .expect("constant metric definition");
         let in_flight = IntGauge::new("dfa_requests_in_flight", "Requests being processed")
             .expect("constant metric definition");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "dfa_consumer_lag",
+                "Messages between the committed position and the end of each assigned partition",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("constant metric definition");
         let write_batch_size = Histogram::with_opts(
             HistogramOpts::new("dfa_write_batch_size", "Verdicts per database transaction")
                 .buckets(vec![
@@ -120,6 +132,7 @@ impl Metrics {
             corrections,
             serving_adapter,
             in_flight,
+            consumer_lag,
             write_batch_size,
             stage_seconds,
             health: Health::new(),
@@ -135,6 +148,7 @@ impl Metrics {
             Box::new(m.corrections.clone()),
             Box::new(m.serving_adapter.clone()),
             Box::new(m.in_flight.clone()),
+            Box::new(m.consumer_lag.clone()),
             Box::new(m.write_batch_size.clone()),
             Box::new(m.stage_seconds.clone()),
         ];

@@ -63,7 +63,13 @@ impl<B: Backend + 'static> Intake<B> {
             grace,
             health,
         });
-        let consumer: WorkerConsumer = kafka::client_config(k)
+        let mut config = kafka::client_config(k);
+        // Feeds dfa_consumer_lag (RebalanceContext::stats); an interval in
+        // kafka.options wins.
+        if !k.options.contains_key("statistics.interval.ms") {
+            config.set("statistics.interval.ms", "5000");
+        }
+        let consumer: WorkerConsumer = config
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -82,6 +88,7 @@ impl<B: Backend + 'static> Intake<B> {
             )
             .create_with_context(RebalanceContext {
                 shared: shared.clone(),
+                lag: processor.metrics.consumer_lag.clone(),
             })
             .context("creating the consumer")?;
         consumer

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::IntGaugeVec;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -62,9 +64,48 @@ impl Shared {
 /// applies the worker's pause state to every partition it is assigned.
 pub(super) struct RebalanceContext {
     pub shared: Arc<Shared>,
+    /// `dfa_consumer_lag`, set from librdkafka's statistics.
+    pub lag: IntGaugeVec,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn stats(&self, stats: Statistics) {
+        let rows = stats.topics.values().flat_map(|t| {
+            t.partitions.values().map(|p| PartitionLag {
+                topic: &t.topic,
+                partition: p.partition,
+                fetch_state: &p.fetch_state,
+                lag: p.consumer_lag_stored,
+            })
+        });
+        report_lag(&self.lag, rows);
+    }
+}
+
+/// What librdkafka's statistics say of one partition.
+pub(super) struct PartitionLag<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub fetch_state: &'a str,
+    /// Behind the end, from the offset stored for commit; -1 while unknown.
+    pub lag: i64,
+}
+
+/// Replaces the lag series with the partitions this consumer fetches now,
+/// so a revoked partition's last figure does not linger. librdkafka lists
+/// every partition of a subscribed topic (and an internal -1) but fetches
+/// only the assigned ones.
+pub(super) fn report_lag<'a>(gauge: &IntGaugeVec, rows: impl Iterator<Item = PartitionLag<'a>>) {
+    gauge.reset();
+    for row in rows {
+        if row.partition < 0 || row.lag < 0 || row.fetch_state == "none" {
+            continue;
+        }
+        gauge
+            .with_label_values(&[row.topic, &row.partition.to_string()])
+            .set(row.lag);
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -265,5 +306,74 @@ fn incoming(m: &BorrowedMessage<'_>) -> Incoming {
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers: header_map(m.headers()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Opts;
+
+    fn row<'a>(topic: &'a str, partition: i32, fetch_state: &'a str, lag: i64) -> PartitionLag<'a> {
+        PartitionLag {
+            topic,
+            partition,
+            fetch_state,
+            lag,
+        }
+    }
+
+    fn series(gauge: &IntGaugeVec) -> Vec<(String, String, i64)> {
+        use prometheus::core::Collector;
+        let mut out: Vec<_> = gauge
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric().to_vec())
+            .map(|m| {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                (
+                    label("topic"),
+                    label("partition"),
+                    m.get_gauge().get_value() as i64,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn only_fetched_partitions_with_a_known_lag_are_reported_and_revoked_ones_go() {
+        let gauge = IntGaugeVec::new(Opts::new("lag", "lag"), &["topic", "partition"]).unwrap();
+        report_lag(
+            &gauge,
+            [
+                row("dfa.requests", 0, "active", 12),
+                row("dfa.requests", 1, "none", 40),
+                row("dfa.requests", 2, "active", -1),
+                row("dfa.requests", -1, "none", 0),
+                row("dfa.feedback", 0, "active", 0),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            series(&gauge),
+            vec![
+                ("dfa.feedback".to_string(), "0".to_string(), 0),
+                ("dfa.requests".to_string(), "0".to_string(), 12),
+            ]
+        );
+        // Partition 0 revoked, 1 assigned: the next report replaces the set.
+        report_lag(&gauge, [row("dfa.requests", 1, "active", 3)].into_iter());
+        assert_eq!(
+            series(&gauge),
+            vec![("dfa.requests".to_string(), "1".to_string(), 3)]
+        );
     }
 }
