@@ -27,10 +27,10 @@ const CONCURRENCIES: [usize; 4] = [1, 4, 8, 16];
 const FULL_CONCURRENCY: usize = 8;
 
 /// One measurement over all images.
-struct Throughput {
-    images_per_s: f64,
+pub(super) struct Throughput {
+    pub images_per_s: f64,
     /// Tokens generated over all images.
-    tokens: usize,
+    pub tokens: usize,
 }
 
 /// Screening rates (images/s) by requests in flight, in `CONCURRENCIES` order.
@@ -135,7 +135,7 @@ async fn full_generation(engine: &Engine, images: &[DecodedImage]) -> anyhow::Re
 }
 
 /// Analyses all images with `concurrency` requests in flight.
-async fn measure(
+pub(super) async fn measure(
     engine: &Engine,
     images: &[DecodedImage],
     tasks: &Tasks,

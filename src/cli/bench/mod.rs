@@ -19,6 +19,7 @@ mod bare;
 mod engine;
 mod estimate;
 mod faces;
+mod gpu;
 mod pictures;
 mod report;
 mod scratch;
@@ -57,6 +58,11 @@ pub struct BenchArgs {
     /// screening on the bench-size model instead; `--images` repetitions.
     #[arg(long)]
     faces: bool,
+    /// The GPU figures (scripts/gpu-bench): screening at 1, 8 and 32 in
+    /// flight, the description always generated at 32, follow-up time to
+    /// first token and GPU memory, as JSON on stdout; writes no report.
+    #[arg(long)]
+    gpu: bool,
     /// Verdicts generated for `--serve`.
     #[arg(long, default_value_t = 1_000_000)]
     verdict_rows: u64,
@@ -83,6 +89,9 @@ pub async fn run(config_dir: &Path, args: BenchArgs) -> anyhow::Result<ExitCode>
     }
     if args.serve {
         return serve_queries::run(&settings, config, &args).await;
+    }
+    if args.gpu {
+        return gpu::run(&settings, config, &args).await;
     }
     if args.faces {
         return faces::run(&settings, config, &args).await;

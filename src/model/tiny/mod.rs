@@ -93,6 +93,32 @@ impl ModelShape {
             lora_rank: 16,
         }
     }
+
+    /// For GPU benchmarks: the shapes of LLaVA-1.5-7B (Vicuna-7B: hidden 4096,
+    /// 32 layers, 32 heads, FFN 11008, 32 000 tokens) and of its CLIP ViT-L/14
+    /// at 336 px (24 × 24 = 576 image tokens; 23 layers, as LLaVA's mmproj
+    /// drops the last). 13.5 GB in F16: generate it where it is used.
+    pub fn llava_7b() -> ModelShape {
+        ModelShape {
+            n_embd: 4096,
+            n_layer: 32,
+            n_head: 32,
+            n_head_kv: 32,
+            n_ff: 11008,
+            n_ctx_train: 4096,
+            vocab_size: 32000,
+            dtype: GgmlDType::F16,
+            vision: VisionShape {
+                image_size: 336,
+                patch_size: 14,
+                n_embd: 1024,
+                n_ff: 4096,
+                n_layer: 23,
+                n_head: 16,
+            },
+            lora_rank: 16,
+        }
+    }
 }
 
 /// The files a generation run writes.
