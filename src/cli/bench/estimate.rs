@@ -85,7 +85,7 @@ impl SevenB {
         match (self.total < 74.5, with_bf16 < 74.5) {
             (true, _) => "so a 7B LoRA fits one 80 GB GPU as the trainer is today".to_string(),
             (false, true) => format!(
-                "so a 7B LoRA does not fit one 80 GB GPU with F32 weights, but would with BF16 weights ({with_bf16:.0} GiB)"
+                "so a 7B LoRA does not fit one 80 GB GPU with F32 weights, but does with `retrain.weights_dtype = \"bf16\"` ({with_bf16:.0} GiB)"
             ),
             (false, false) => format!(
                 "so a 7B LoRA needs activation recomputation or a fused attention backward before it fits one 80 GB GPU (BF16 weights alone: {with_bf16:.0} GiB)"
@@ -99,8 +99,8 @@ impl SevenB {
         let verdict = self.verdict();
         format!(
             "\nEstimate (computed, not measured) for a LLaMA-7B base (hidden 4096, 32 layers, FFN 11008) at rank 16 on the four \
-             attention projections, one 700-token sequence (576 image tokens + text). Base weights: {:.1} GiB in F32 as the trainer \
-             loads them today ({:.1} GiB in BF16). LoRA weights + gradients + AdamW moments: {:.0} MiB. Activations and gradients \
+             attention projections, one 700-token sequence (576 image tokens + text). Base weights: {:.1} GiB in F32 \
+             ({:.1} GiB with `retrain.weights_dtype = \"bf16\"`). LoRA weights + gradients + AdamW moments: {:.0} MiB. Activations and gradients \
              kept for the backward pass: the textbook count (34·E + 5·heads·T + 2·FFN values per token and layer) gives {:.1} GiB, \
              and this run measured {:.1}x that count on the bench-size model (candle keeps every intermediate of the unfused \
              RoPE, softmax and RMSNorm), so about {:.0} GiB per sequence. \
@@ -163,7 +163,7 @@ mod tests {
         // 2.5 times the count: 82 GiB in F32, 70 GiB in BF16.
         let tight = super::SevenB::calibrated(tokens, 2.5 * step_mib);
         assert!(tight.total > 74.5 && tight.with_bf16 < 74.5);
-        assert!(tight.paragraph().contains("but would with BF16 weights"));
+        assert!(tight.paragraph().contains("but does with `retrain.weights_dtype"));
 
         // Three times the count: 25 + 0.25 + 68 GiB in F32, 81 GiB in BF16.
         let unfused = super::SevenB::calibrated(tokens, 3.0 * step_mib);
