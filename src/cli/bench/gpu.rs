@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{measure, Throughput};
 use super::{pictures, BenchArgs};
+use crate::domain::prompts::Turn;
 use crate::engine::{
     devices, llama, AnalysisRequest, Backend, Engine, EngineConfig, Explain, Tasks,
 };
@@ -62,16 +63,18 @@ pub(super) async fn run(
     let mut warm = Vec::new();
     for (i, image) in images.iter().take(FOLLOW_UPS).enumerate() {
         let key = format!("bench-gpu-{i}");
-        cold.push(
-            first_token(
-                &engine,
-                image,
-                &key,
-                "Which region shows the strongest artifacts?",
-            )
-            .await?,
-        );
-        warm.push(first_token(&engine, image, &key, "Is the lighting consistent?").await?);
+        let first = "Which region shows the strongest artifacts?";
+        let (seconds, answer) = first_token(&engine, image, &key, &[], first).await?;
+        cold.push(seconds);
+        // The next question carries the conversation so far, as `dfa serve`
+        // sends it: its prefix is the cached state of the first.
+        let history = [Turn {
+            question: first.to_string(),
+            answer,
+        }];
+        let next = "Is the lighting consistent?";
+        let (seconds, _) = first_token(&engine, image, &key, &history, next).await?;
+        warm.push(seconds);
     }
     let after = memory_used();
     let per_s = |c: usize| {
@@ -127,17 +130,20 @@ fn memory_used() -> Vec<serde_json::Value> {
 }
 
 /// Seconds until the first piece of the answer to `question` about `image`
-/// streams out; the conversation is kept under `key`.
+/// (after `history`) streams out, and the answer; the conversation is kept
+/// under `key`.
 async fn first_token(
     engine: &Engine,
     image: &DecodedImage,
     key: &str,
+    history: &[Turn],
     question: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, String)> {
     let (tx, mut rx) = mpsc::channel(64);
     let tasks = Tasks {
         screen: false,
         explain: Explain::Never,
+        history: history.to_vec(),
         questions: vec![question.to_string()],
         image_key: Some(key.to_string()),
         stream: Some(tx),
@@ -161,6 +167,15 @@ async fn first_token(
             done = &mut request => answer = Some(done?),
         }
     }
+    let analysis = answer.context("the request ended without an answer")?;
+    let text = analysis
+        .answers
+        .last()
+        .map(|a| a.answer.clone())
+        .unwrap_or_default();
     // An answer with no streamed piece (empty) counts at its end.
-    Ok(first.unwrap_or_else(|| started.elapsed().as_secs_f64()))
+    Ok((
+        first.unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        text,
+    ))
 }
