@@ -163,7 +163,9 @@ mod tests {
         // 2.5 times the count: 82 GiB in F32, 70 GiB in BF16.
         let tight = super::SevenB::calibrated(tokens, 2.5 * step_mib);
         assert!(tight.total > 74.5 && tight.with_bf16 < 74.5);
-        assert!(tight.paragraph().contains("but does with `retrain.weights_dtype"));
+        assert!(tight
+            .paragraph()
+            .contains("but does with `retrain.weights_dtype"));
 
         // Three times the count: 25 + 0.25 + 68 GiB in F32, 81 GiB in BF16.
         let unfused = super::SevenB::calibrated(tokens, 3.0 * step_mib);
