@@ -1,7 +1,7 @@
 //! `dfa devices`: what llama.cpp sees on this host, and where the configured
 //! engine would put the model. A JSON line per device, then the placement.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -13,9 +13,7 @@ use crate::engine::{devices, llama};
 pub fn run(config_dir: &Path) -> anyhow::Result<ExitCode> {
     let (settings, _) = load_settings(config_dir)?;
     let e = &settings.engine;
-    let dir = e.backends_dir.trim();
-    let dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
-    llama::backend_in(dir.as_deref()).context("initialising llama.cpp")?;
+    llama::backend_in(e.backends_dir()).context("initialising llama.cpp")?;
     let found = devices::list();
     for d in &found {
         println!(
@@ -30,8 +28,8 @@ pub fn run(config_dir: &Path) -> anyhow::Result<ExitCode> {
             })
         );
     }
-    let placement =
-        devices::place(e.n_gpu_layers, &e.device, &found).map_err(anyhow::Error::msg)?;
+    let placement = devices::place(e.n_gpu_layers, &e.device, &found)
+        .map_err(|reason| anyhow::anyhow!("invalid setting `engine.device`: {reason}"))?;
     println!(
         "{}",
         json!({

@@ -33,6 +33,10 @@ pub struct RetrainArgs {
 
 pub async fn run_retrain(config_dir: &Path, args: RetrainArgs) -> anyhow::Result<ExitCode> {
     let (settings, prompts) = load_settings(config_dir)?;
+    // The featurizer is the first to start llama.cpp here: with the
+    // configured backend modules, as the workers' engine does.
+    crate::engine::llama::backend_in(settings.engine.backends_dir())
+        .context("initialising llama.cpp")?;
     let model = resolve_model(&settings, &prompts).context("preparing the generated test model")?;
     if model.generated {
         eprintln!("{}", tiny_model_warning(&model));

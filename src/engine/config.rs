@@ -29,12 +29,6 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// `engine.backends_dir`, when set.
-    pub fn backends_dir(&self) -> Option<&std::path::Path> {
-        let dir = self.engine.backends_dir.trim();
-        (!dir.is_empty()).then(|| std::path::Path::new(dir))
-    }
-
     /// The engine part of `settings`, for the given model files.
     pub fn from_settings(
         settings: &Settings,

@@ -76,7 +76,7 @@ pub fn place(
             let Some(dev) = devices.iter().find(|d| d.name.eq_ignore_ascii_case(name)) else {
                 let known: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
                 return Err(format!(
-                    "engine.device: no device {name:?}; llama.cpp has [{}]{}",
+                    "no device {name:?}; llama.cpp has [{}]{}",
                     known.join(", "),
                     if cfg!(feature = "gpu") {
                         ""

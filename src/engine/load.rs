@@ -118,7 +118,10 @@ impl Loaded {
             &config.engine.device,
             &super::devices::list(),
         )
-        .map_err(EngineError::Load)?;
+        .map_err(|reason| EngineError::Config {
+            key: "engine.device",
+            reason,
+        })?;
         let gpu_layers = placement.gpu_layers;
         let threads = resolve_threads(config.engine.threads);
         let threads_batch = resolve_threads(config.engine.threads_batch);
@@ -127,7 +130,10 @@ impl Loaded {
         if let Some(devices) = &placement.devices {
             model_params = model_params
                 .with_devices(devices)
-                .map_err(|e| load_err("engine.device", &e))?;
+                .map_err(|e| EngineError::Config {
+                    key: "engine.device",
+                    reason: e.to_string(),
+                })?;
         }
         tracing::info!(gpu_layers, devices = ?placement.devices, "placing the model");
         let mut model = LlamaModel::load_from_file(backend, &config.gguf, &model_params)

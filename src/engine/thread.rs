@@ -66,7 +66,7 @@ fn serve(
     rx: &mut mpsc::Receiver<Command>,
     ready: &mut Option<Ready>,
 ) -> Result<(), EngineError> {
-    let backend = backend_in(config.backends_dir())?;
+    let backend = backend_in(config.engine.backends_dir())?;
     let mut loaded = Loaded::open(config, backend)?;
     let mut backlog = Backlog::default();
     loop {

@@ -93,6 +93,14 @@ impl<'de> Deserialize<'de> for DeviceChoice {
     }
 }
 
+impl super::EngineSettings {
+    /// `engine.backends_dir`, when set.
+    pub fn backends_dir(&self) -> Option<&std::path::Path> {
+        let dir = self.backends_dir.trim();
+        (!dir.is_empty()).then(|| std::path::Path::new(dir))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

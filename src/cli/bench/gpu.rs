@@ -35,7 +35,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let images = pictures::decoded(args.images.max(FULL_CONCURRENCY), &settings.image)?;
     let config = sized(config, args.explain_tokens);
-    llama::backend_in(config.backends_dir()).context("initialising llama.cpp")?;
+    llama::backend_in(config.engine.backends_dir()).context("initialising llama.cpp")?;
     let before = memory_used();
     let started = Instant::now();
     let engine = Engine::start(config).await.context("starting the engine")?;
